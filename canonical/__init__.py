@@ -1,0 +1,39 @@
+"""The canonical model: one shape for orders, SKUs, stock and shipments that every connector maps to.
+
+Everything imports it from here; connectors translate to and from it through mapping specs.
+"""
+
+from canonical.models import (
+    Address,
+    Buyer,
+    Channel,
+    InventoryLevel,
+    Order,
+    OrderLine,
+    OrderStatus,
+    OrderTag,
+    Receiver,
+    Shipment,
+    ShipmentLine,
+    Sku,
+    order_key,
+)
+from canonical.validation import Problem, validate_order
+
+__all__ = [
+    "Address",
+    "Buyer",
+    "Channel",
+    "InventoryLevel",
+    "Order",
+    "OrderLine",
+    "OrderStatus",
+    "OrderTag",
+    "Problem",
+    "Receiver",
+    "Shipment",
+    "ShipmentLine",
+    "Sku",
+    "order_key",
+    "validate_order",
+]

@@ -1,0 +1,182 @@
+"""Canonical pydantic v2 models.
+
+Rules that hold everywhere: money is ``Decimal`` in the order's ISO-4217 ``currency``; timestamps
+are timezone-aware and normalised to UTC on the way in (a naive timestamp is an error, because a
+marketplace in GMT+8 and an ERP in UTC would otherwise disagree silently); enums are lower-case
+strings so that histories and JSON stay readable.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, computed_field
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A timezone-aware datetime, stored in UTC."""
+
+Amount = Annotated[Decimal, Field(max_digits=18, decimal_places=4)]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. CNY")]
+
+
+class Channel(StrEnum):
+    """Sales channels Tongdao knows; the value is used in business keys and search attributes."""
+
+    TAOBAO = "taobao"
+    TMALL = "tmall"
+    JD = "jd"
+    PINDUODUO = "pinduoduo"
+    DOUYIN = "douyin"
+    KUAISHOU = "kuaishou"
+    YOUZAN = "youzan"
+    WECHAT = "wechat"
+    SHOPIFY = "shopify"
+    AMAZON = "amazon"
+    EBAY = "ebay"
+    POS = "pos"
+
+
+class OrderStatus(StrEnum):
+    """Normalised order status; each connector's mapping spec translates its platform's values."""
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"  # paid, waiting to be shipped
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    REFUNDING = "refunding"
+
+
+class OrderTag(StrEnum):
+    PRESALE = "presale"
+    GIFT = "gift"
+    URGENT = "urgent"
+    CROSS_BORDER = "cross_border"
+    COD = "cod"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=False)
+
+
+class Address(_Model):
+    country: str = Field("CN", description="ISO 3166-1 alpha-2")
+    province: str = ""
+    city: str = ""
+    district: str = ""
+    town: str = ""
+    street: str = Field("", description="street address / detail line")
+    postal_code: str = ""
+
+
+class Buyer(_Model):
+    nick: str = ""
+    id: str = ""
+    email: str = ""
+
+
+class Receiver(_Model):
+    name: str
+    mobile: str = ""
+    phone: str = ""
+    address: Address
+
+
+class OrderLine(_Model):
+    line_id: str = Field(description="the channel's line id (e.g. Taobao oid)")
+    sku: str = Field(min_length=1, description="our SKU code, after cross-reference lookup")
+    external_sku_id: str = ""
+    title: str = ""
+    quantity: int = Field(gt=0)
+    unit_price: Amount = Field(ge=0)
+    discount: Amount = Field(Decimal("0"), ge=0)
+    total: Amount = Field(ge=0, description="amount the buyer pays for this line")
+    is_gift: bool = False
+
+
+def order_key(channel: str, shop: str, external_id: str) -> str:
+    """The business key of an order: unique across every channel and shop."""
+    return f"{channel}:{shop}:{external_id}"
+
+
+class Order(_Model):
+    """A sales order from any channel."""
+
+    channel: Channel
+    shop: str = Field(min_length=1)
+    external_id: str = Field(min_length=1)
+    status: OrderStatus
+    created_at: UtcDatetime
+    modified_at: UtcDatetime
+    paid_at: UtcDatetime | None = None
+    currency: Currency = "CNY"
+    item_total: Amount = Field(ge=0, description="sum of line prices before discounts")
+    discount_total: Amount = Field(Decimal("0"), ge=0)
+    shipping_fee: Amount = Field(Decimal("0"), ge=0)
+    total: Amount = Field(ge=0, description="amount paid by the buyer")
+    buyer: Buyer = Field(default_factory=Buyer)
+    receiver: Receiver
+    lines: list[OrderLine] = Field(min_length=1)
+    tags: list[OrderTag] = Field(default_factory=list)
+    buyer_message: str = ""
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def key(self) -> str:
+        return order_key(self.channel.value, self.shop, self.external_id)
+
+    @property
+    def skus(self) -> list[str]:
+        return sorted({line.sku for line in self.lines})
+
+
+class Sku(_Model):
+    code: str = Field(min_length=1)
+    title: str = ""
+    barcode: str = ""
+    category: str = ""
+    weight_g: int = Field(0, ge=0)
+    unit_price: Amount | None = None
+    currency: Currency = "CNY"
+
+
+class InventoryLevel(_Model):
+    sku: str
+    warehouse: str
+    on_hand: int
+    reserved: int = 0
+    as_of: UtcDatetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class ShipmentLine(_Model):
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class Shipment(_Model):
+    """A parcel that left a warehouse for an order."""
+
+    order_key: str
+    warehouse: str = ""
+    carrier_code: str = Field(min_length=1, description="e.g. SF, ZTO, YTO")
+    tracking_number: str = Field(min_length=1)
+    shipped_at: UtcDatetime
+    lines: list[ShipmentLine] = Field(default_factory=list)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

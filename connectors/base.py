@@ -1,0 +1,186 @@
+"""How a connector is declared: a settings model, a secrets model, and a few methods per capability.
+
+A connector kind is a subclass of :class:`Connector` decorated with :func:`connector_kind`, living
+in its own package under ``connectors/`` (``connectors/taobao/`` ...). The engine only speaks to
+the capability methods below, so adding a platform never touches workflows or the registry.
+
+Connectors speak in *platform documents* (plain dicts as the platform sends or expects them);
+translating those to and from the canonical model is the job of the mapping specs in
+``mappings/``. That keeps field choices declarative and previewable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from canonical import InventoryLevel, Shipment
+from connectors.errors import ConfigurationError
+
+
+class ConnectorSettings(BaseModel):
+    """Non-secret settings. Every kind accepts ``base_url`` to point it at a sandbox or simulator."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str
+    rate_limit_per_s: float | None = Field(None, gt=0, description="client-side cap; None = platform default")
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class ConnectorSecrets(BaseModel):
+    """Secret values; every field must be a ``SecretStr`` so it never prints in clear."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RawRecord(BaseModel):
+    """One record as the platform sent it, plus the keys the engine needs without parsing it."""
+
+    external_id: str
+    modified_at: datetime | None = None
+    payload: dict[str, Any]
+
+
+class PushResult(BaseModel):
+    """What an inbound push (webhook / message) carried, and what to answer the platform."""
+
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    status_code: int = 200
+    media_type: str = "application/json"
+    body: str = ""
+
+
+class CreateResult(BaseModel):
+    """Outcome of an idempotent create on the target system."""
+
+    external_id: str = Field(description="the target's id for the created document")
+    number: str = ""
+    created: bool = Field(True, description="False when the document already existed (a retry)")
+
+
+class Connector:
+    """Base class. Subclasses set ``kind``, ``Settings``, ``Secrets`` and implement capabilities."""
+
+    kind: ClassVar[str]
+    title: ClassVar[str] = ""
+    Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    Secrets: ClassVar[type[ConnectorSecrets]] = ConnectorSecrets
+    #: capability names this kind implements, e.g. {"orders", "shipments"}; filled by connector_kind
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, name: str, settings: ConnectorSettings, secrets: ConnectorSecrets) -> None:
+        self.name = name
+        self.settings = settings
+        self.secrets = secrets
+
+    @classmethod
+    def from_config(cls, name: str, settings: dict[str, Any], secrets: dict[str, Any]) -> Connector:
+        try:
+            return cls(name, cls.Settings.model_validate(settings), cls.Secrets.model_validate(secrets))
+        except Exception as exc:  # pydantic.ValidationError, with the field named
+            raise ConfigurationError(f"connector {name!r} ({cls.kind}): {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Release HTTP clients; called when a worker shuts down."""
+
+    async def test(self) -> str:
+        """Make one cheap authenticated call; return a human summary or raise a ConnectorError."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as shown to people: secrets masked."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "capabilities": sorted(self.capabilities),
+            "settings": self.settings.model_dump(mode="json"),
+            "secrets": {k: "********" for k in type(self.secrets).model_fields},
+        }
+
+
+class OrderSource:
+    """Capability 'orders': pull orders incrementally and fetch one in full."""
+
+    async def pull_orders(self, since: datetime, until: datetime) -> AsyncIterator[list[RawRecord]]:
+        """Yield pages of full order documents modified in [since, until)."""
+        raise NotImplementedError
+        yield []  # pragma: no cover
+
+    async def get_order(self, external_id: str) -> RawRecord:
+        raise NotImplementedError
+
+
+class ShipmentSink:
+    """Capability 'shipments': write a shipment's tracking number back to the channel."""
+
+    async def push_shipment(self, external_order_id: str, shipment: Shipment) -> bool:
+        """Return True when the platform took it now, False when it was already recorded."""
+        raise NotImplementedError
+
+
+class OutboundOrderTarget:
+    """Capability 'outbound_orders': a WMS creates an outbound (delivery) order."""
+
+    async def create_outbound_order(self, document: dict[str, Any]) -> CreateResult:
+        """Idempotent by the document's own order code."""
+        raise NotImplementedError
+
+    async def get_shipment(self, order_code: str) -> Shipment | None:
+        """Poll for the shipment of an outbound order (fallback when no push arrives)."""
+        raise NotImplementedError
+
+
+class InventorySource:
+    """Capability 'inventory': read stock levels."""
+
+    async def query_inventory(self, skus: list[str], warehouse: str) -> list[InventoryLevel]:
+        raise NotImplementedError
+
+
+class SalesDocumentTarget:
+    """Capability 'sales_documents': an ERP records a sales order."""
+
+    async def create_sales_document(self, document: dict[str, Any], number: str) -> CreateResult:
+        """Idempotent by ``number`` (our bill number)."""
+        raise NotImplementedError
+
+
+class PushReceiver:
+    """Capability 'push': verify and parse an inbound push on ``POST /hooks/{connector}``."""
+
+    async def handle_push(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> PushResult:
+        raise NotImplementedError
+
+
+_CAPABILITIES: dict[type, str] = {
+    OrderSource: "orders",
+    ShipmentSink: "shipments",
+    OutboundOrderTarget: "outbound_orders",
+    InventorySource: "inventory",
+    SalesDocumentTarget: "sales_documents",
+    PushReceiver: "push",
+}
+
+KINDS: dict[str, type[Connector]] = {}
+
+
+def connector_kind(kind: str, title: str = ""):  # noqa: ANN201 - decorator
+    """Register a connector class under ``kind`` (the ``kind:`` of a registration file)."""
+
+    def decorate(cls: type[Connector]) -> type[Connector]:
+        cls.kind = kind
+        cls.title = title or kind
+        cls.capabilities = frozenset(name for base, name in _CAPABILITIES.items() if issubclass(cls, base))
+        KINDS[kind] = cls
+        return cls
+
+    return decorate
+
+
+def secret(value: SecretStr | None) -> str:
+    """Reveal a secret only where it is used (signing), never where it is printed."""
+    return value.get_secret_value() if value is not None else ""

@@ -1,0 +1,1 @@
+"""Shared fixtures. Integration fixtures (embedded Temporal server) live in tests/integration."""
