@@ -1,0 +1,1 @@
+"""The runnable hub: settings, logging, the embedded runtime, the CLI and the HTTP API."""

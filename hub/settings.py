@@ -1,0 +1,67 @@
+"""Settings from the environment (``TONGDAO_*``), with embedded defaults.
+
+With nothing set, everything runs on one machine under the state directory (``./var`` or
+``$TONGDAO_HOME``): the Temporal dev server with SQLite persistence and the hub store in SQLite.
+Setting ``TONGDAO_TEMPORAL_ADDRESS`` and ``TONGDAO_DATABASE_URL`` points the same code at a
+Temporal cluster and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TONGDAO_", extra="ignore")
+
+    home: Path = Field(Path("var"), description="state directory for the embedded runtime")
+    temporal_address: str | None = Field(None, description="host:port of an external Temporal; unset = embedded")
+    temporal_namespace: str = "default"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite under home")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8700
+    api_base_url: str | None = Field(None, description="public base URL of the API, for callback URLs")
+    task_queue: str = "tongdao"
+    secret_key: SecretStr | None = Field(None, description="Fernet key for connector secrets")
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+    actor: str = Field("", description="who is making changes (recorded on registrations); default $USER")
+
+    @property
+    def embedded(self) -> bool:
+        return not self.temporal_address
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_db(self) -> Path:
+        return (self.home / "temporal.db").resolve()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'tongdao.db').resolve()}"
+
+    @property
+    def api_url(self) -> str:
+        return (self.api_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    def callback_url(self, connector_name: str) -> str:
+        return f"{self.api_url}/hooks/{connector_name}"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

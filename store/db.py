@@ -1,0 +1,254 @@
+"""Opening the store (engine, pragmas, migrations) and the queries the hub needs.
+
+All methods are synchronous and short; async callers run them with ``asyncio.to_thread``.
+SQLite runs in WAL mode with a busy timeout so that the worker's activities, the API and the CLI
+can use one file at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from store.secrets import SecretBox
+from store.tables import ConnectorRow, CursorRow, OrderRow, QuarantineRow, RawDocument, XrefRow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hub_code(order_key: str) -> str:
+    """Our own order number, the same in the WMS and the ERP: short, stable, derived from the key."""
+    digest = hashlib.sha256(order_key.encode()).digest()[:10]
+    return "TD" + base64.b32encode(digest).decode().rstrip("=")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
+        self.engine = engine
+        self.box = box
+        self._session = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session.begin() as s:
+            yield s
+
+    # -- connectors -------------------------------------------------------------------------
+    def save_connector(self, name: str, kind: str, settings: dict, secrets: dict[str, str], actor: str) -> bool:
+        """Insert or update a registration; returns True when it was new."""
+        with self.session() as s:
+            row = s.get(ConnectorRow, name)
+            sealed = self.box.seal(secrets)
+            if row is None:
+                s.add(ConnectorRow(name=name, kind=kind, settings=settings, secrets_encrypted=sealed,
+                                   created_at=now(), created_by=actor, updated_at=now(), updated_by=actor, version=1))
+                return True
+            row.kind, row.settings, row.secrets_encrypted = kind, settings, sealed
+            row.updated_at, row.updated_by, row.version = now(), actor, row.version + 1
+            return False
+
+    def get_connector(self, name: str) -> ConnectorRow | None:
+        with self.session() as s:
+            return s.get(ConnectorRow, name)
+
+    def connector_secrets(self, row: ConnectorRow) -> dict[str, str]:
+        return self.box.open(row.secrets_encrypted)
+
+    def list_connectors(self) -> list[ConnectorRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ConnectorRow).order_by(ConnectorRow.name)))
+
+    def remove_connector(self, name: str) -> bool:
+        with self.session() as s:
+            row = s.get(ConnectorRow, name)
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
+    # -- raw documents ----------------------------------------------------------------------
+    def put_raw(self, connector: str, doc_type: str, external_id: str, payload: dict,
+                modified_at: datetime | None) -> int:
+        """Store a document once per distinct content; returns its id (existing id for a repeat)."""
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        key = dict(connector=connector, doc_type=doc_type, external_id=external_id, sha256=digest)
+        with self.session() as s:
+            existing = s.scalar(select(RawDocument.id).filter_by(**key))
+            if existing is not None:
+                return existing
+        try:
+            with self.session() as s:
+                row = RawDocument(**key, payload=payload, modified_at=modified_at, fetched_at=now())
+                s.add(row)
+                s.flush()
+                return row.id
+        except IntegrityError:  # a concurrent insert of the same content won
+            with self.session() as s:
+                return s.scalar(select(RawDocument.id).filter_by(**key))  # type: ignore[return-value]
+
+    def get_raw(self, raw_id: int) -> RawDocument | None:
+        with self.session() as s:
+            return s.get(RawDocument, raw_id)
+
+    def latest_raw(self, connector: str, doc_type: str, external_id: str) -> RawDocument | None:
+        with self.session() as s:
+            return s.scalars(
+                select(RawDocument).filter_by(connector=connector, doc_type=doc_type, external_id=external_id)
+                .order_by(RawDocument.id.desc()).limit(1)
+            ).first()
+
+    # -- orders -----------------------------------------------------------------------------
+    def upsert_order(self, key: str, **values: Any) -> OrderRow:
+        with self.session() as s:
+            row = s.get(OrderRow, key)
+            if row is None:
+                row = OrderRow(key=key, hub_code=hub_code(key), created_at=now(), updated_at=now(), **values)
+                s.add(row)
+            else:
+                for name, value in values.items():
+                    setattr(row, name, value)
+                row.updated_at = now()
+            return row
+
+    def get_order(self, key: str) -> OrderRow | None:
+        with self.session() as s:
+            return s.get(OrderRow, key)
+
+    def order_by_hub_code(self, code: str) -> OrderRow | None:
+        with self.session() as s:
+            return s.scalars(select(OrderRow).filter_by(hub_code=code)).first()
+
+    def orders_by_external_id(self, external_id: str) -> list[OrderRow]:
+        with self.session() as s:
+            return list(s.scalars(select(OrderRow).filter_by(external_id=external_id)))
+
+    def count_orders_by_stage(self) -> dict[str, int]:
+        with self.session() as s:
+            return dict(s.execute(select(OrderRow.stage, func.count()).group_by(OrderRow.stage)).all())  # type: ignore[arg-type]
+
+    # -- quarantine -------------------------------------------------------------------------
+    def park(self, *, order_key: str, workflow_id: str, connector: str, raw_id: int, stage: str, reason: str,
+             errors: list[dict], mapping_name: str = "", mapping_hash: str = "") -> int:
+        """Open (or refresh) the quarantine entry of an order; one open entry per order."""
+        with self.session() as s:
+            row = s.scalars(
+                select(QuarantineRow).where(QuarantineRow.order_key == order_key, QuarantineRow.status != "resolved")
+            ).first()
+            if row is None:
+                row = QuarantineRow(order_key=order_key, workflow_id=workflow_id, connector=connector,
+                                    raw_id=raw_id, stage=stage, reason=reason, errors=errors,
+                                    mapping_name=mapping_name, mapping_hash=mapping_hash, status="open",
+                                    replay_count=0, created_at=now(), updated_at=now())
+                s.add(row)
+            else:
+                row.raw_id, row.stage, row.reason, row.errors = raw_id, stage, reason, errors
+                row.mapping_name, row.mapping_hash = mapping_name, mapping_hash
+                row.status, row.updated_at = "open", now()
+            s.flush()
+            return row.id
+
+    def resolve_quarantine(self, order_key: str) -> None:
+        with self.session() as s:
+            for row in s.scalars(select(QuarantineRow).where(QuarantineRow.order_key == order_key,
+                                                             QuarantineRow.status != "resolved")):
+                row.status, row.updated_at = "resolved", now()
+
+    def mark_replaying(self, qid: int) -> QuarantineRow | None:
+        with self.session() as s:
+            row = s.get(QuarantineRow, qid)
+            if row is not None:
+                row.status, row.replay_count, row.updated_at = "replaying", row.replay_count + 1, now()
+            return row
+
+    def get_quarantine(self, qid: int) -> QuarantineRow | None:
+        with self.session() as s:
+            return s.get(QuarantineRow, qid)
+
+    def list_quarantine(self, status: str | None = "open") -> list[QuarantineRow]:
+        with self.session() as s:
+            q = select(QuarantineRow).order_by(QuarantineRow.id)
+            if status:
+                q = q.where(QuarantineRow.status == status)
+            return list(s.scalars(q))
+
+    # -- cursors ----------------------------------------------------------------------------
+    def get_cursor(self, connector: str, stream: str) -> datetime | None:
+        with self.session() as s:
+            row = s.get(CursorRow, (connector, stream))
+            return row.position if row else None
+
+    def set_cursor(self, connector: str, stream: str, position: datetime) -> None:
+        with self.session() as s:
+            row = s.get(CursorRow, (connector, stream))
+            if row is None:
+                s.add(CursorRow(connector=connector, stream=stream, position=position, updated_at=now()))
+            elif position > row.position:
+                row.position, row.updated_at = position, now()
+
+    # -- cross references -------------------------------------------------------------------
+    def set_xref(self, table: str, values: dict[str, str]) -> None:
+        with self.session() as s:
+            for key, value in values.items():
+                s.merge(XrefRow(table=table, key=str(key), value=str(value)))
+
+    def xref_tables(self, tables: list[str] | None = None) -> dict[str, dict[str, str]]:
+        with self.session() as s:
+            q = select(XrefRow)
+            if tables:
+                q = q.where(XrefRow.table.in_(tables))
+            out: dict[str, dict[str, str]] = {}
+            for row in s.scalars(q):
+                out.setdefault(row.table, {})[row.key] = row.value
+            return out
+
+
+def open_store(url: str, secret_key: str | None, home: Path, run_migrations: bool = True) -> Store:
+    engine = make_engine(url)
+    if run_migrations:
+        migrate(engine)
+    return Store(engine, SecretBox.from_settings(secret_key, home))

@@ -1,0 +1,134 @@
+"""Table definitions. Portable across SQLite and PostgreSQL (JSON, timezone-aware timestamps).
+
+Schema changes go through an Alembic revision in ``store/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and gives them back aware (SQLite would drop the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ConnectorRow(Base):
+    """A registered connector: kind, settings, encrypted secrets, and who changed it when."""
+
+    __tablename__ = "connectors"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    settings: Mapped[dict] = mapped_column(JSON)
+    secrets_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_by: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class RawDocument(Base):
+    """A document exactly as a platform sent it; workflows carry its id, not its content."""
+
+    __tablename__ = "raw_documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connector: Mapped[str] = mapped_column(String(100))
+    doc_type: Mapped[str] = mapped_column(String(50))
+    external_id: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    modified_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    payload: Mapped[dict] = mapped_column(JSON)
+    fetched_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (
+        UniqueConstraint("connector", "doc_type", "external_id", "sha256", name="uq_raw_content"),
+        Index("ix_raw_external", "connector", "doc_type", "external_id"),
+    )
+
+
+class OrderRow(Base):
+    """Where each order stands, under which mapping, with the ids other systems gave it."""
+
+    __tablename__ = "orders"
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(30))
+    shop: Mapped[str] = mapped_column(String(100))
+    external_id: Mapped[str] = mapped_column(String(200))
+    source_connector: Mapped[str] = mapped_column(String(100))
+    raw_id: Mapped[int] = mapped_column(Integer)
+    hub_code: Mapped[str] = mapped_column(String(40), unique=True)
+    canonical: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    mapping_name: Mapped[str] = mapped_column(String(100), default="")
+    mapping_hash: Mapped[str] = mapped_column(String(64), default="")
+    stage: Mapped[str] = mapped_column(String(30))
+    wms_connector: Mapped[str] = mapped_column(String(100), default="")
+    wms_order_id: Mapped[str] = mapped_column(String(100), default="")
+    erp_connector: Mapped[str] = mapped_column(String(100), default="")
+    erp_number: Mapped[str] = mapped_column(String(100), default="")
+    carrier_code: Mapped[str] = mapped_column(String(30), default="")
+    tracking_number: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (Index("ix_orders_external", "channel", "external_id"), Index("ix_orders_stage", "stage"))
+
+
+class QuarantineRow(Base):
+    """An order parked because it could not be mapped, validated or accepted by a target."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_key: Mapped[str] = mapped_column(String(300))
+    workflow_id: Mapped[str] = mapped_column(String(400))
+    connector: Mapped[str] = mapped_column(String(100))
+    raw_id: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(30), doc="where it failed: mapping, validation, wms, erp...")
+    reason: Mapped[str] = mapped_column(Text)
+    errors: Mapped[list] = mapped_column(JSON)
+    mapping_name: Mapped[str] = mapped_column(String(100), default="")
+    mapping_hash: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | replaying | resolved
+    replay_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (Index("ix_quarantine_status", "status"), Index("ix_quarantine_order", "order_key"))
+
+
+class CursorRow(Base):
+    """How far an incremental pull has safely read, per connector and stream."""
+
+    __tablename__ = "cursors"
+    connector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(50), primary_key=True)
+    position: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class XrefRow(Base):
+    """Cross-reference tables for mapping lookups (external SKU → our SKU, warehouse codes...)."""
+
+    __tablename__ = "xref"
+    table: Mapped[str] = mapped_column(String(50), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))
