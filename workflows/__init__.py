@@ -1,0 +1,1 @@
+"""Temporal workflows (deterministic orchestration) and the activities they call (side effects)."""

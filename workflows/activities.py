@@ -1,0 +1,285 @@
+"""Activities: every side effect of the workflows, on the store and on external systems.
+
+Each external call is idempotent (WMS by our hub code as deliveryOrderCode, ERP by our hub code as
+bill number, marketplace write-back by checking the trade's state), so Temporal may retry any of
+them freely. Connector errors are classified once: transient ones are raised for Temporal to retry;
+permanent ones park the order in quarantine with a precise reason and return ``parked``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from canonical import Order, Shipment, order_key, validate_order
+from connectors.base import OrderSource, OutboundOrderTarget, SalesDocumentTarget, ShipmentSink
+from connectors.errors import ConfigurationError, ConnectorError
+from connectors.registry import ConnectorPool
+from mappings import DictLookups, load_spec
+from store import Store
+from store.db import hub_code
+from workflows import search
+from workflows.models import (
+    IngestCounts,
+    IngestInput,
+    IngestWindow,
+    OrderInput,
+    OrderSeen,
+    PrepareInput,
+    ShipmentInfo,
+    ShipmentStepInput,
+    StepInput,
+    StepResult,
+)
+
+log = structlog.get_logger("tongdao.activities")
+
+
+class _XrefCache:
+    """Cross-reference tables, re-read at most every few seconds (they change rarely)."""
+
+    def __init__(self, store: Store, ttl_s: float = 5.0) -> None:
+        self.store, self.ttl_s = store, ttl_s
+        self._tables: dict[str, dict[str, str]] = {}
+        self._at = 0.0
+
+    def lookups(self) -> DictLookups:
+        if time.monotonic() - self._at > self.ttl_s:
+            self._tables = self.store.xref_tables()
+            self._at = time.monotonic()
+        return DictLookups(self._tables)
+
+
+class HubActivities:
+    def __init__(self, store: Store, pool: ConnectorPool, client: Client, task_queue: str) -> None:
+        self.store = store
+        self.pool = pool
+        self.client = client
+        self.task_queue = task_queue
+        self.xref = _XrefCache(store)
+
+    # -- order workflow -------------------------------------------------------------------------
+    @activity.defn(name="prepare_order")
+    async def prepare_order(self, inp: PrepareInput) -> StepResult:
+        """Map the raw document with the source's spec, validate, and record the canonical order."""
+        return await asyncio.to_thread(self._prepare_sync, inp)
+
+    def _prepare_sync(self, inp: PrepareInput) -> StepResult:
+        order = inp.order
+        bind = log.bind(workflow_id=inp.workflow_id, order_key=order.key, connector=order.source)
+        raw = self.store.get_raw(inp.raw_id)
+        if raw is None:
+            raise ConfigurationError(f"raw document {inp.raw_id} is missing").to_application_error()
+        spec = load_spec(order.route.order_mapping)
+        code = hub_code(order.key)
+        context = {"channel": order.channel, "shop": order.shop, **order.route.context}
+        result = spec.apply(raw.payload, lookups=self.xref.lookups(), context=context)
+        common: dict[str, Any] = dict(channel=order.channel, shop=order.shop, external_id=order.external_id,
+                                      source_connector=order.source, raw_id=inp.raw_id,
+                                      mapping_name=spec.name, mapping_hash=spec.content_hash)
+        errors: list[dict[str, Any]] = [e.model_dump() for e in result.errors]
+        stage = "mapping"
+        canonical: Order | None = result.value if result.ok else None
+        if canonical is not None:
+            if canonical.key != order.key:
+                errors = [{"target": "key", "source_path": "", "value": canonical.key,
+                           "message": f"mapped key differs from the ingest key {order.key}"}]
+            else:
+                stage = "validation"
+                errors = [{"target": p.field, "source_path": "", "value": p.value, "message": p.message}
+                          for p in validate_order(canonical)]
+        if errors:
+            self.store.upsert_order(order.key, stage="quarantined", canonical=None, **common)
+            reason = "; ".join(f"{e['target']}: {e['message']}" for e in errors[:5])
+            qid = self.store.park(order_key=order.key, workflow_id=inp.workflow_id, connector=order.source,
+                                  raw_id=inp.raw_id, stage=stage, reason=reason, errors=errors,
+                                  mapping_name=spec.name, mapping_hash=spec.content_hash)
+            bind.warning("order.quarantined", stage=stage, quarantine_id=qid, errors=len(errors))
+            return StepResult(ok=False, parked=True, quarantine_id=qid, reason=f"{stage}: {reason}"[:500],
+                              hub_code=code, mapping_hash=spec.content_hash)
+        assert canonical is not None
+        self.store.upsert_order(order.key, stage="mapped", canonical=canonical.model_dump(mode="json"), **common)
+        if inp.was_parked:
+            self.store.resolve_quarantine(order.key)
+        bind.info("order.mapped", mapping_hash=spec.content_hash[:12], skus=canonical.skus)
+        return StepResult(ok=True, skus=canonical.skus, hub_code=code, mapping_hash=spec.content_hash)
+
+    def _load_order(self, inp: OrderInput) -> tuple[Order, str]:
+        row = self.store.get_order(inp.key)
+        if row is None or row.canonical is None:
+            raise ConfigurationError(f"order {inp.key} has no mapped version").to_application_error()
+        return Order.model_validate(row.canonical), row.hub_code
+
+    async def _park_on_permanent(self, step: str, inp: StepInput, exc: ConnectorError) -> StepResult:
+        if exc.retryable:
+            raise exc.to_application_error() from exc
+        qid = await asyncio.to_thread(
+            self.store.park, order_key=inp.order.key, workflow_id=inp.workflow_id, connector=inp.order.source,
+            raw_id=inp.order.raw_id, stage=step, reason=str(exc), errors=[{"target": step, "message": str(exc)}],
+        )
+        await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="quarantined")
+        log.warning("order.quarantined", workflow_id=inp.workflow_id, order_key=inp.order.key, stage=step,
+                    error=exc.type_name, quarantine_id=qid)
+        return StepResult(ok=False, parked=True, quarantine_id=qid, reason=f"{step}: {exc}"[:500])
+
+    @activity.defn(name="create_wms_order")
+    async def create_wms_order(self, inp: StepInput) -> StepResult:
+        route = inp.order.route
+        order, code = await asyncio.to_thread(self._load_order, inp.order)
+        spec = load_spec(route.wms_mapping)
+        try:
+            wms = await self.pool.get(route.wms)
+            if not isinstance(wms, OutboundOrderTarget):
+                raise ConfigurationError(f"connector {route.wms!r} cannot create outbound orders")
+            context = {"outbound_code": code, "channel": order.channel.value, "shop": order.shop, **route.context}
+            mapped = spec.apply(order.model_dump(mode="json"), lookups=self.xref.lookups(), context=context)
+            if not mapped.ok:
+                raise ConfigurationError("; ".join(f"{e.target}: {e.message}" for e in mapped.errors))
+            document = mapped.value
+            document.setdefault("deliveryOrder", {})["deliveryOrderCode"] = code  # the idempotency key
+            result = await wms.create_outbound_order(document)
+        except ConnectorError as exc:
+            return await self._park_on_permanent("wms", inp, exc)
+        await asyncio.to_thread(self.store.upsert_order, inp.order.key, wms_connector=route.wms,
+                                wms_order_id=result.external_id, stage="in_wms")
+        if inp.was_parked:
+            await asyncio.to_thread(self.store.resolve_quarantine, inp.order.key)
+        log.info("wms.outbound_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
+                 wms_order_id=result.external_id, created=result.created)
+        return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
+
+    @activity.defn(name="create_erp_order")
+    async def create_erp_order(self, inp: StepInput) -> StepResult:
+        route = inp.order.route
+        assert route.erp
+        order, code = await asyncio.to_thread(self._load_order, inp.order)
+        spec = load_spec(route.erp_mapping)
+        try:
+            erp = await self.pool.get(route.erp)
+            if not isinstance(erp, SalesDocumentTarget):
+                raise ConfigurationError(f"connector {route.erp!r} cannot create sales documents")
+            context = {"bill_no": code, "channel": order.channel.value, "shop": order.shop, **route.context}
+            mapped = spec.apply(order.model_dump(mode="json"), lookups=self.xref.lookups(), context=context)
+            if not mapped.ok:
+                raise ConfigurationError("; ".join(f"{e.target}: {e.message}" for e in mapped.errors))
+            result = await erp.create_sales_document(mapped.value, code)
+        except ConnectorError as exc:
+            return await self._park_on_permanent("erp", inp, exc)
+        await asyncio.to_thread(self.store.upsert_order, inp.order.key, erp_connector=route.erp,
+                                erp_number=result.number or code)
+        if inp.was_parked:
+            await asyncio.to_thread(self.store.resolve_quarantine, inp.order.key)
+        log.info("erp.sales_order_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
+                 erp_id=result.external_id, created=result.created)
+        return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
+
+    @activity.defn(name="poll_shipment")
+    async def poll_shipment(self, inp: StepInput) -> ShipmentInfo | None:
+        wms = await self.pool.get(inp.order.route.wms)
+        assert isinstance(wms, OutboundOrderTarget)
+        try:
+            shipment = await wms.get_shipment(hub_code(inp.order.key))
+        except NotImplementedError:
+            return None
+        except ConnectorError as exc:
+            raise exc.to_application_error() from exc
+        if shipment is None:
+            return None
+        return ShipmentInfo(carrier_code=shipment.carrier_code, tracking_number=shipment.tracking_number,
+                            shipped_at=shipment.shipped_at, warehouse=shipment.warehouse, source="poll")
+
+    @activity.defn(name="write_back_shipment")
+    async def write_back_shipment(self, inp: ShipmentStepInput) -> StepResult:
+        order = inp.order
+        info = inp.shipment
+        try:
+            source = await self.pool.get(order.source)
+            if not isinstance(source, ShipmentSink):
+                raise ConfigurationError(f"connector {order.source!r} cannot take shipments")
+            shipment = Shipment(order_key=order.key, warehouse=info.warehouse, carrier_code=info.carrier_code,
+                                tracking_number=info.tracking_number, shipped_at=info.shipped_at)
+            taken = await source.push_shipment(order.external_id, shipment)
+        except ConnectorError as exc:
+            return await self._park_on_permanent("writeback", inp, exc)
+        await asyncio.to_thread(self.store.upsert_order, order.key, stage="completed", carrier_code=info.carrier_code,
+                                tracking_number=info.tracking_number)
+        if inp.was_parked:
+            await asyncio.to_thread(self.store.resolve_quarantine, order.key)
+        log.info("marketplace.tracking_written", workflow_id=inp.workflow_id, order_key=order.key,
+                 carrier=info.carrier_code, already=not taken)
+        return StepResult(ok=True, created=taken)
+
+    # -- ingest -----------------------------------------------------------------------------
+    @activity.defn(name="load_cursor")
+    async def load_cursor(self, inp: IngestInput) -> datetime:
+        cursor = await asyncio.to_thread(self.store.get_cursor, inp.connector, inp.stream)
+        return cursor or datetime.now(UTC) - inp.initial_lookback
+
+    @activity.defn(name="ingest_window")
+    async def ingest_window(self, win: IngestWindow) -> IngestCounts:
+        """Pull [since, until), store raw documents, signal-with-start one workflow per order."""
+        from workflows.order import OrderWorkflow, order_workflow_id
+
+        connector = await self.pool.get(win.connector)
+        if not isinstance(connector, OrderSource):
+            raise ConfigurationError(f"connector {win.connector!r} has no orders stream").to_application_error()
+        channel = win.route.channel or connector.kind
+        default_shop = win.route.shop or getattr(connector.settings, "shop", "") or ""
+        counts = IngestCounts()
+        gate = asyncio.Semaphore(20)
+
+        async def hand_over(record: Any) -> str:
+            shop = default_shop or str(record.payload.get("seller_nick") or win.connector)
+            key = order_key(channel, shop, record.external_id)
+            raw_id = await asyncio.to_thread(self.store.put_raw, win.connector, "order", record.external_id,
+                                             record.payload, record.modified_at)
+            inp = OrderInput(key=key, channel=channel, shop=shop, external_id=record.external_id,
+                             source=win.connector, raw_id=raw_id, route=win.route)
+            async with gate:
+                return await self._signal_with_start(OrderWorkflow, order_workflow_id(key), inp, raw_id)
+
+        try:
+            async for page in connector.pull_orders(win.since, win.until):
+                outcomes = await asyncio.gather(*(hand_over(r) for r in page))
+                counts.fetched += len(page)
+                for outcome in outcomes:
+                    setattr(counts, outcome, getattr(counts, outcome) + 1)
+                activity.heartbeat(counts.model_dump())
+        except ConnectorError as exc:
+            raise exc.to_application_error() from exc
+        await asyncio.to_thread(self.store.set_cursor, win.connector, win.stream, win.until)
+        log.info("ingest.window", connector=win.connector, since=win.since.isoformat(), until=win.until.isoformat(),
+                 **counts.model_dump())
+        return counts
+
+    async def _signal_with_start(self, wf: Any, wf_id: str, inp: OrderInput, raw_id: int) -> str:
+        try:
+            handle: WorkflowHandle = await self.client.start_workflow(
+                wf.run, inp, id=wf_id, task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                start_signal="order_seen", start_signal_args=[OrderSeen(raw_id=raw_id)],
+                search_attributes=search_attributes_for(inp),
+            )
+        except WorkflowAlreadyStartedError:
+            return "already_done"  # the order's workflow finished; a repeat pull changes nothing
+        return "started" if handle.first_execution_run_id else "signalled"
+
+
+def search_attributes_for(inp: OrderInput) -> Any:
+    from temporalio.common import TypedSearchAttributes
+
+    return TypedSearchAttributes([
+        search.CHANNEL.value_set(inp.channel),
+        search.SHOP.value_set(inp.shop),
+        search.EXTERNAL_ORDER_ID.value_set(inp.external_id),
+        search.CONNECTOR.value_set(inp.source),
+        search.STAGE.value_set("received"),
+    ])

@@ -1,0 +1,156 @@
+"""One workflow per channel order, with the business key as its id.
+
+The id makes duplicates impossible: every pull or push of the same order signals this workflow
+(signal-with-start) instead of starting another. The workflow maps and validates (a local
+activity: no extra round trip), creates the WMS outbound order and the ERP sales order in
+parallel (each idempotent by our hub code), waits for the shipment (pushed by the WMS, polled as a
+fallback), writes the tracking number back to the marketplace and completes.
+
+A permanent problem at any step parks the order in quarantine; it waits here until a replay
+signal (after a mapping or data fix) or a new version of the order arrives, then resumes from the
+step that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import search
+    from workflows.activities import HubActivities
+    from workflows.models import (
+        OrderInput,
+        OrderOutcome,
+        OrderSeen,
+        PrepareInput,
+        ReplayRequest,
+        ShipmentInfo,
+        ShipmentStepInput,
+        StepInput,
+        StepResult,
+    )
+
+STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(minutes=5))
+STEP_TIMEOUT = timedelta(minutes=2)
+
+
+def order_workflow_id(key: str) -> str:
+    return f"order:{key}"
+
+
+@workflow.defn(name="OrderSync")
+class OrderWorkflow:
+    def __init__(self) -> None:
+        self._raw_id: int | None = None
+        self._replay = False
+        self._new_raw = False
+        self._shipment: ShipmentInfo | None = None
+        self._stage = "received"
+        self._hub_code = ""
+        self._parked_reason = ""
+
+    # -- signals and queries ----------------------------------------------------------------
+    @workflow.signal(name="order_seen")
+    def order_seen(self, seen: OrderSeen) -> None:
+        if seen.raw_id != self._raw_id:
+            self._raw_id = seen.raw_id
+            self._new_raw = True
+
+    @workflow.signal(name="replay")
+    def replay(self, _: ReplayRequest) -> None:
+        self._replay = True
+
+    @workflow.signal(name="shipment")
+    def shipment(self, info: ShipmentInfo) -> None:
+        if self._shipment is None:  # WMSs repeat confirmations; the first one wins
+            self._shipment = info
+
+    @workflow.query(name="stage")
+    def stage(self) -> str:
+        return self._stage
+
+    # -- the process ------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: OrderInput) -> OrderOutcome:
+        if self._raw_id is None:
+            self._raw_id = inp.raw_id
+        wf_id = workflow.info().workflow_id
+        resume = inp.resume_stage
+
+        if resume != "awaiting_shipment":
+            await self._until_ok("mapping", lambda parked: workflow.execute_local_activity_method(
+                HubActivities.prepare_order,
+                PrepareInput(order=inp, raw_id=self._raw_id or inp.raw_id, workflow_id=wf_id, was_parked=parked),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=STEP_RETRY,
+            ), new_raw_restarts=True)
+            self._set_stage("mapped")
+            await asyncio.gather(
+                self._until_ok("wms", lambda parked: self._activity(HubActivities.create_wms_order, inp, parked)),
+                *([self._until_ok("erp", lambda parked: self._activity(HubActivities.create_erp_order, inp, parked))]
+                  if inp.route.erp else []),
+            )
+
+        self._set_stage("awaiting_shipment")
+        while self._shipment is None:
+            try:
+                await workflow.wait_condition(lambda: self._shipment is not None, timeout=inp.route.shipment_poll)
+            except TimeoutError:
+                polled = await workflow.execute_activity_method(
+                    HubActivities.poll_shipment, StepInput(order=inp, workflow_id=wf_id),
+                    start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
+                )
+                if polled is not None and self._shipment is None:
+                    self._shipment = polled
+                elif self._shipment is None and workflow.info().is_continue_as_new_suggested():
+                    workflow.continue_as_new(inp.model_copy(update={"resume_stage": "awaiting_shipment",
+                                                                    "raw_id": self._raw_id}))
+
+        shipment = self._shipment
+        self._set_stage("writing_back")
+        await self._until_ok("writeback", lambda parked: workflow.execute_activity_method(
+            HubActivities.write_back_shipment,
+            ShipmentStepInput(order=inp, workflow_id=wf_id, shipment=shipment, was_parked=parked),
+            start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
+        ))
+        self._set_stage("completed")
+        return OrderOutcome(key=inp.key, stage="completed", hub_code=self._hub_code,
+                            tracking_number=shipment.tracking_number)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _activity(self, method: Callable, inp: OrderInput, parked: bool) -> Awaitable[StepResult]:
+        return workflow.execute_activity_method(
+            method, StepInput(order=inp, workflow_id=workflow.info().workflow_id, was_parked=parked),
+            start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
+        )
+
+    async def _until_ok(self, step: str, call: Callable[[bool], Awaitable[StepResult]],
+                        new_raw_restarts: bool = False) -> StepResult:
+        """Run a step; while it parks the order, wait for a replay (or a new version) and retry."""
+        parked = False
+        while True:
+            if new_raw_restarts:
+                self._new_raw = False
+            result = await call(parked)
+            if result.hub_code:
+                self._hub_code = result.hub_code
+            if result.skus:
+                workflow.upsert_search_attributes([search.SKUS.value_set(result.skus)])
+            if result.ok:
+                return result
+            parked = True
+            self._parked_reason = result.reason
+            self._set_stage("quarantined")
+            self._replay = False
+            await workflow.wait_condition(lambda: self._replay or (new_raw_restarts and self._new_raw))
+            self._set_stage(f"retrying_{step}")
+
+    def _set_stage(self, stage: str) -> None:
+        if stage != self._stage:
+            self._stage = stage
+            workflow.upsert_search_attributes([search.STAGE.value_set(stage)])
