@@ -1,0 +1,394 @@
+"""The ``tongdao`` command line, for IT teams (typer + rich).
+
+Every command has ``--help`` with an example. Commands that only read or change the hub store
+work without a running hub; commands that talk to workflows need ``tongdao up`` (or a cluster
+named by ``TONGDAO_TEMPORAL_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.logging import configure
+from hub.settings import Settings, get_settings
+
+app = typer.Typer(help="Tongdao: a headless integration hub for e-commerce operations.",
+                  no_args_is_help=True, rich_markup_mode="markdown", pretty_exceptions_show_locals=False)
+connectors_app = typer.Typer(help="Register, inspect and try connectors.", no_args_is_help=True)
+mappings_app = typer.Typer(help="Work with mapping specs.", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Orders parked with a precise error, and their replay.", no_args_is_help=True)
+xref_app = typer.Typer(help="Cross-reference tables used by mapping lookups.", no_args_is_help=True)
+schema_app = typer.Typer(help="The canonical model's JSON Schema.", no_args_is_help=True)
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(mappings_app, name="mappings")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(xref_app, name="xref")
+app.add_typer(schema_app, name="schema")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _settings() -> Settings:
+    s = get_settings()
+    configure(s.log_format, os.environ.get("TONGDAO_LOG_LEVEL", "WARNING"))
+    return s
+
+
+def _store(s: Settings | None = None):  # noqa: ANN202
+    from store import open_store
+
+    s = s or _settings()
+    s.ensure_home()
+    return open_store(s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
+
+
+def _actor(s: Settings) -> str:
+    return s.actor or os.environ.get("USER") or getpass.getuser()
+
+
+def _parse_time(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"{name}: {value!r} is not ISO 8601 (e.g. 2026-11-11T00:00:00+08:00)") from None
+    if parsed.tzinfo is None:
+        raise _fail(f"{name}: {value!r} has no time zone; add Z or an offset like +08:00")
+    return parsed.astimezone(UTC)
+
+
+# -- up ------------------------------------------------------------------------------------------
+@app.command()
+def up(
+    api_port: int = typer.Option(None, "--api-port", help="HTTP API port (default 8700 or $TONGDAO_API_PORT)"),
+    headless: bool = typer.Option(False, "--headless", help="do not serve the Temporal Web UI"),
+) -> None:
+    """Run the whole hub in the foreground: Temporal (embedded unless configured), worker, HTTP API.
+
+    Example: `tongdao up` then open http://localhost:8233 (Temporal UI) and http://127.0.0.1:8700/docs (API).
+    Ctrl-C stops everything cleanly.
+    """
+    s = _settings()
+    if api_port:
+        s.api_port = api_port
+    configure(s.log_format, s.log_level)
+    from hub.runtime import HubRuntime
+
+    async def main() -> None:
+        rt = await HubRuntime(s, headless_ui=headless).start()
+        console.print(f"[green]Tongdao is up.[/green] API: {s.api_url}  (OpenAPI: {s.api_url}/docs)")
+        console.print(f"Temporal: {s.temporal_target}" + ("" if headless or not s.embedded else
+                      f"  Web UI: http://localhost:{s.temporal_ui_port}"))
+        if s.embedded:
+            console.print(f"Temporal history: {s.temporal_db}")
+        console.print("Ctrl-C to stop.")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            console.print("stopping...")
+            await rt.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        console.print("stopped.")
+
+
+# -- demo ----------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    orders: int = typer.Option(200, "--orders", min=2, help="orders to generate across the two shops"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON summary as the last line"),
+    seed: int = typer.Option(None, "--seed", help="simulator seed (default: a new one per run)"),
+    timeout: float = typer.Option(600, "--timeout", help="give up after this many seconds"),
+) -> None:
+    """Run the demo: two Taobao shops' simulators → Qimen WMS + Kingdee ERP, through real workflows.
+
+    Example: `tongdao demo --orders 200 --json`. Exits non-zero when the systems disagree.
+    """
+    from hub.demo import run_demo
+
+    s = _settings()
+    summary = asyncio.run(run_demo(s, orders=orders, seed=seed, timeout_s=timeout, show_progress=True))
+    if as_json:
+        out.print_json(data=summary) if sys.stdout.isatty() else print(json.dumps(summary, default=str))
+    raise typer.Exit(0 if summary.get("ok") else 1)
+
+
+# -- connectors ----------------------------------------------------------------------------------
+@connectors_app.command("add")
+def connectors_add(file: Path = typer.Option(..., "--file", "-f", exists=True, dir_okay=False,
+                                             help="registration YAML/JSON: name, kind, settings, secrets")) -> None:
+    """Register (or update) a connector from a file.
+
+    Example: `tongdao connectors add --file examples/connectors/taobao.yaml`
+    """
+    from connectors.errors import ConfigurationError
+    from connectors.registry import load_registration, register
+
+    s = _settings()
+    try:
+        reg = load_registration(file)
+        created = register(_store(s), reg, _actor(s))
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{'registered' if created else 'updated'} connector [bold]{reg.name}[/bold] ({reg.kind})")
+
+
+@connectors_app.command("list")
+def connectors_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List registered connectors.
+
+    Example: `tongdao connectors list --json`
+    """
+    from connectors import load_kinds
+
+    rows = _store().list_connectors()
+    kinds = load_kinds()
+    data = [{"name": r.name, "kind": r.kind,
+             "capabilities": sorted(kinds[r.kind].capabilities) if r.kind in kinds else [],
+             "base_url": r.settings.get("base_url", ""), "updated_at": r.updated_at.isoformat(),
+             "updated_by": r.updated_by, "version": r.version} for r in rows]
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table("name", "kind", "capabilities", "base_url", "updated", "by")
+    for d in data:
+        table.add_row(d["name"], d["kind"], ", ".join(d["capabilities"]), d["base_url"], d["updated_at"][:19],
+                      d["updated_by"])
+    out.print(table)
+
+
+@connectors_app.command("show")
+def connectors_show(name: str) -> None:
+    """Show one connector's registration, secrets masked.
+
+    Example: `tongdao connectors show taobao-shop-a`
+    """
+    from connectors.errors import ConnectorError
+    from connectors.registry import instantiate
+
+    store = _store()
+    try:
+        connector = instantiate(store, name)
+    except ConnectorError as exc:
+        raise _fail(str(exc)) from None
+    row = store.get_connector(name)
+    assert row is not None
+    info = connector.describe() | {"created_at": row.created_at.isoformat(), "created_by": row.created_by,
+                                   "updated_at": row.updated_at.isoformat(), "updated_by": row.updated_by,
+                                   "version": row.version}
+    print(json.dumps(info, indent=2, ensure_ascii=False))
+
+
+@connectors_app.command("test")
+def connectors_test(name: str) -> None:
+    """Make one cheap authenticated call to the connector's endpoint.
+
+    Example: `tongdao connectors test kingdee-prod`
+    """
+    from connectors.errors import ConnectorError
+    from connectors.registry import instantiate
+
+    async def run() -> str:
+        connector = instantiate(_store(), name)
+        try:
+            return await connector.test()
+        finally:
+            await connector.aclose()
+
+    try:
+        console.print(f"[green]ok[/green] {name}: {asyncio.run(run())}")
+    except ConnectorError as exc:
+        raise _fail(f"{name}: {exc}") from None
+
+
+@connectors_app.command("remove")
+def connectors_remove(name: str) -> None:
+    """Remove a connector registration.
+
+    Example: `tongdao connectors remove old-shop`
+    """
+    if not _store().remove_connector(name):
+        raise _fail(f"no connector named {name!r}")
+    console.print(f"removed {name}")
+
+
+@connectors_app.command("pull")
+def connectors_pull(
+    name: str,
+    stream: str = typer.Option("orders", "--stream", help="what to pull (orders)"),
+    since: str = typer.Option(..., "--since", help="ISO 8601 with zone, e.g. 2026-11-11T00:00:00+08:00"),
+    until: str = typer.Option(None, "--until", help="ISO 8601 with zone; default now"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON array of canonical orders"),
+    mapping: str = typer.Option(None, "--mapping", help="mapping spec (default: the kind's order spec)"),
+) -> None:
+    """Dry run against the live endpoint: walk windows and pages as the sync does, map, print.
+
+    Starts no workflow and changes nothing. Orders that fail mapping are reported on stderr.
+    Example: `tongdao connectors pull taobao-shop-a --stream orders --since 2026-11-11T00:00:00+08:00 --json`
+    """
+    from hub.dryrun import pull_canonical
+
+    if stream != "orders":
+        raise _fail(f"stream {stream!r} is not supported yet; use --stream orders")
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until") if until else datetime.now(UTC)
+    if end <= start:
+        raise _fail("--until must be after --since")
+    s = _settings()
+    orders, problems = asyncio.run(pull_canonical(_store(s), name, start, end, mapping, progress=console))
+    for p in problems:
+        console.print(f"[yellow]unmapped[/yellow] {p}")
+    if as_json:
+        print(json.dumps([o.model_dump(mode="json") for o in orders], ensure_ascii=False))
+    else:
+        table = Table("key", "status", "total", "lines", "modified (UTC)")
+        for o in orders:
+            table.add_row(o.key, o.status.value, f"{o.total} {o.currency}", str(len(o.lines)),
+                          o.modified_at.isoformat())
+        out.print(table)
+        console.print(f"{len(orders)} orders, {len(problems)} could not be mapped")
+
+
+# -- mappings ------------------------------------------------------------------------------------
+@mappings_app.command("preview")
+def mappings_preview(
+    spec: str = typer.Argument(..., help="spec file or name under mappings/specs (e.g. taobao_order)"),
+    payload: Path = typer.Argument(..., exists=True, dir_okay=False, help="sample payload JSON"),
+    context: list[str] = typer.Option([], "--context", "-c", help="KEY=VALUE visible to the spec, repeatable"),
+    xref: list[str] = typer.Option([], "--xref", help="TABLE=FILE.json cross-reference table, repeatable"),
+    use_store: bool = typer.Option(False, "--store", help="use the hub store's cross-reference tables"),
+) -> None:
+    """Map a sample payload and print the result, or the errors (exit 1).
+
+    Example: `tongdao mappings preview taobao_order tests/fixtures/taobao_trade.json --xref sku=skus.json`
+    """
+    from mappings import DictLookups, load_spec
+
+    try:
+        mapping = load_spec(spec)
+    except Exception as exc:  # a spec error names its field
+        raise _fail(f"{spec}: {exc}") from None
+    tables: dict[str, dict[str, str]] = _store().xref_tables() if use_store else {}
+    for item in xref:
+        table, _, path = item.partition("=")
+        tables[table] = {str(k): str(v) for k, v in json.loads(Path(path).read_text()).items()}
+    ctx = dict(item.split("=", 1) for item in context)
+    result = mapping.apply(json.loads(payload.read_text()), lookups=DictLookups(tables), context=ctx)
+    console.print(f"spec {mapping.name} @ {mapping.content_hash[:12]}")
+    if result.ok:
+        value = result.value
+        print(json.dumps(value.model_dump(mode="json") if hasattr(value, "model_dump") else value,
+                         indent=2, ensure_ascii=False, default=str))
+        return
+    table = Table("target", "source path", "value", "message", title="mapping errors")
+    for e in result.errors:
+        table.add_row(e.target, e.source_path or "", str(e.value or ""), e.message)
+    console.print(table)
+    raise typer.Exit(1)
+
+
+# -- quarantine ----------------------------------------------------------------------------------
+@quarantine_app.command("list")
+def quarantine_list(
+    status: str = typer.Option("open", "--status", help="open | replaying | resolved | all"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List parked orders with their precise reason.
+
+    Example: `tongdao quarantine list --json`
+    """
+    from hub.api import quarantine_view
+
+    rows = _store().list_quarantine(None if status == "all" else status)
+    data = [quarantine_view(r) for r in rows]
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    table = Table("id", "order", "stage", "reason", "mapping", "status", "replays")
+    for d in data:
+        table.add_row(str(d["id"]), d["order_key"], d["stage"], d["reason"][:80],
+                      f"{d['mapping']}@{d['mapping_hash'][:8]}", d["status"], str(d["replay_count"]))
+    out.print(table)
+    console.print(f"{len(data)} entries")
+
+
+@quarantine_app.command("replay")
+def quarantine_replay(qid: int = typer.Argument(..., metavar="ID")) -> None:
+    """Replay a parked order (after fixing the mapping, the cross-reference or the source data).
+
+    The order's workflow re-runs the step that failed with the current mapping version.
+    Example: `tongdao quarantine replay 3`
+    """
+    from worker.client import connect
+    from workflows.models import ReplayRequest
+
+    s = _settings()
+    store = _store(s)
+    row = store.get_quarantine(qid)
+    if row is None:
+        raise _fail(f"no quarantine entry {qid}")
+    if row.status == "resolved":
+        raise _fail(f"entry {qid} is already resolved")
+
+    async def run() -> None:
+        client = await connect(s.temporal_target, s.temporal_namespace, wait_s=5)
+        await client.get_workflow_handle(row.workflow_id).signal(
+            "replay", ReplayRequest(quarantine_id=qid, requested_by=_actor(s)))
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        raise _fail(f"cannot signal {row.workflow_id}: {exc} (is `tongdao up` running?)") from None
+    store.mark_replaying(qid)
+    console.print(f"replaying {row.order_key} (workflow {row.workflow_id})")
+
+
+# -- xref, schema --------------------------------------------------------------------------------
+@xref_app.command("load")
+def xref_load(table: str, file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                                       help="JSON object {external: ours}")) -> None:
+    """Load a cross-reference table used by mapping lookups.
+
+    Example: `tongdao xref load sku examples/xref/taobao_skus.json`
+    """
+    values: dict[str, Any] = json.loads(file.read_text())
+    _store().set_xref(table, {str(k): str(v) for k, v in values.items()})
+    console.print(f"{len(values)} entries in {table}")
+
+
+@schema_app.command("export")
+def schema_export(out_dir: Path = typer.Option(Path("docs/schema"), "--out", help="directory to write into")) -> None:
+    """Write the canonical model's JSON Schema files (order, sku, inventory level, shipment).
+
+    Example: `tongdao schema export --out docs/schema`
+    """
+    from canonical.schema import export_schemas
+
+    for path in export_schemas(out_dir):
+        console.print(f"wrote {path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
