@@ -96,7 +96,8 @@ _AUTH_MARKERS = (
     "customerid",
     "签名",
 )
-_DUPLICATE_MARKERS = ("重复", "已存在", "已经存在", "已创建", "duplicate", "already exist", "exists", "repeat")
+# "exists" alone would also match "not exists"; only positive phrasings count as a repeated code
+_DUPLICATE_MARKERS = ("重复", "已存在", "已经存在", "已创建", "duplicate", "already exist", "repeat")
 
 
 def qimen_sign(params: Mapping[str, str], body: bytes, app_secret: str, *, keep_empty: bool = False) -> str:
@@ -377,13 +378,22 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         ]
 
     async def test(self) -> str:
+        """One signed ``inventory.query`` for a single item; a business "no such item" still proves
+        that the gateway, the signature and the customerId are right."""
         probe = "TONGDAO-CONNECTIVITY-PROBE"
-        levels = await self.query_inventory([probe], self.settings.warehouseCode)
-        return (
-            f"Qimen gateway reachable, signature accepted (app_key {self.settings.app_key}, customerId "
-            f"{self.settings.customerId}); inventory.query on warehouse {self.settings.warehouseCode} "
-            f"returned {len(levels)} level(s)"
-        )
+        criteria = {"warehouseCode": self.settings.warehouseCode, "ownerCode": self.settings.ownerCode or None,
+                    "itemCode": probe, "inventoryType": "ZP"}
+        answer = await self._call(METHOD_INVENTORY_QUERY, {"criteriaList": [criteria]})
+        where = (f"app_key {self.settings.app_key}, customerId {self.settings.customerId}, "
+                 f"warehouse {self.settings.warehouseCode}")
+        if answer.ok:
+            items = len(qx.entries(answer.root, "items"))
+            return f"Qimen OK ({where}): inventory.query for one item answered success with {items} item(s)"
+        error = classify_failure(answer.code, answer.message, context="inventory.query")
+        if not isinstance(error, InvalidRequestError):
+            raise error
+        return (f"Qimen reachable and signature accepted ({where}); inventory.query for probe item "
+                f"answered failure [{answer.code}] {answer.message}")
 
     # --- push: deliveryorder.confirm -----------------------------------------------------------
 

@@ -1,0 +1,1055 @@
+"""A local WMS that speaks the Qimen (奇门) warehouse standard, written from the Qimen documentation.
+
+What it implements, and where each rule comes from:
+
+* Gateway and signature. System parameters travel in the URL query string (method, app_key,
+  customerId, format=xml, sign_method=md5, timestamp "yyyy-MM-dd HH:mm:ss" GMT+8, v=2.0, sign) and
+  the business payload is the XML body ``<request>...</request>``. The sign is
+  ``MD5(secret + k1v1k2v2... + body + secret)`` in upper-case hex, the keys being every query
+  parameter except ``sign`` sorted by name, empty values left out (Qimen signing guide, worked
+  example for taobao.qimen.entryorder.query; the official Qimen SDK ``TopUtils.signTopRequest``
+  skips empty values the same way). A bad signature is answered like the Qimen gateway does:
+  flag=failure, code ``sign-check-failure``, message ``Illegal request``.
+* ``taobao.qimen.deliveryorder.create`` (发货单创建, open platform apiId 26002 and the Qimen WMS
+  spec): required fields are the ones the spec marks 必填 (see ``ORDER_REQUIRED`` and friends).
+  A success answer means the outbound order really exists in the WMS, and carries
+  ``deliveryOrderId`` and ``createTime``. deliveryOrderCode is the ERP's unique code: the WMS
+  must not accept it twice, so a repeat (same owner) gets the same deliveryOrderId back and no
+  new order is made.
+* ``taobao.qimen.deliveryorder.confirm`` (发货单确认), pushed by this WMS to the ERP once an
+  order ships, signed like any Qimen call, with a fresh ``outBizCode`` per confirm ("message id
+  used for de-duplication") and retried on failure. With the ``duplicate`` fault the very same
+  confirm (same outBizCode) is pushed twice, as real WMSs do after network trouble.
+* ``taobao.qimen.deliveryorder.query`` (发货单查询, apiId 24690): orderCode, page and pageSize
+  are required; returns deliveryOrder, packages, orderLines and totalLines.
+* ``taobao.qimen.inventory.query`` (库存查询): ``criteriaList/criteria`` in,
+  ``items/item`` (warehouseCode, itemCode, itemId, inventoryType, quantity, lockQuantity) out.
+
+The simulator never imports the hub's own code (connectors, mappings, canonical, workflows,
+hub): it is an independent reading of the documentation, so a connector that got the protocol
+wrong fails against it instead of agreeing with itself.
+
+State is kept in memory behind a lock, because a test thread may read ``state()`` while the
+uvicorn thread serves requests. Background work (shipping timers, confirm pushes) runs as
+asyncio tasks on the loop that serves the app; the public coroutines ``ship``, ``ship_all``,
+``flush`` and ``aclose`` hop onto that loop when called from another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import re
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from simulators.faults import FaultConfig, FaultInjector
+
+T = TypeVar("T")
+
+GMT8 = timezone(timedelta(hours=8), "GMT+8")
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIMESTAMP_WINDOW = timedelta(minutes=10)
+XML_DECLARATION = '<?xml version="1.0" encoding="utf-8"?>'
+XML_MEDIA_TYPE = "text/xml"
+MAX_BODY_BYTES = 2_000_000
+
+METHOD_CREATE = "taobao.qimen.deliveryorder.create"
+METHOD_CONFIRM = "taobao.qimen.deliveryorder.confirm"
+METHOD_QUERY = "taobao.qimen.deliveryorder.query"
+METHOD_INVENTORY = "taobao.qimen.inventory.query"
+
+SYSTEM_PARAMS = ("method", "app_key", "customerId", "format", "sign_method", "timestamp", "v", "sign")
+"""Gateway parameters every call must carry in its query string."""
+
+ORDER_TYPES = ("JYCK", "HHCK", "BFCK", "QTCK")
+"""JYCK=一般交易出库单, HHCK=换货出库单, BFCK=补发出库单, QTCK=其他出库单."""
+
+ORDER_REQUIRED = (
+    "deliveryOrderCode",
+    "orderType",
+    "warehouseCode",
+    "sourcePlatformCode",
+    "createTime",
+    "placeOrderTime",
+    "operateTime",
+    "shopNick",
+    "logisticsCode",
+)
+"""deliveryOrder fields the Qimen spec marks 必填 for deliveryorder.create."""
+
+CONTACT_REQUIRED = ("name", "mobile", "province", "city", "detailAddress")
+"""receiverInfo and senderInfo fields marked 必填 (area, town, zipCode, tel are optional)."""
+
+LINE_REQUIRED = ("ownerCode", "itemCode", "planQty", "actualPrice")
+"""orderLine fields marked 必填 (orderLineNo, sourceOrderCode, itemName, retailPrice are optional)."""
+
+ORDER_TIME_FIELDS = ("createTime", "placeOrderTime", "operateTime", "payTime")
+
+LOGISTICS_NAMES = {
+    "SF": "顺丰速运",
+    "EMS": "EMS",
+    "YTO": "圆通速递",
+    "ZTO": "中通快递",
+    "STO": "申通快递",
+    "YUNDA": "韵达快递",
+    "HTKY": "百世快递",
+    "JD": "京东配送",
+    "DBKD": "德邦快递",
+    "POSTB": "邮政小包",
+    "OTHER": "其他",
+}
+WAYBILL_PREFIX = {"SF": "SF", "YTO": "YT", "ZTO": "ZT", "STO": "ST", "YUNDA": "YD", "JD": "JD", "EMS": "EM"}
+DEFAULT_ITEM_WEIGHT_G = 500
+STATUS_ACCEPTED = "ACCEPT"
+STATUS_DELIVERED = "DELIVERED"
+ITEM_CODE_KEYS = ("item_code", "itemCode", "sku", "sku_code", "code")
+
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def qimen_sign(params: Mapping[str, str], body: str, secret: str) -> str:
+    """Qimen MD5 sign: upper hex MD5 of secret + sorted(key+value) + body + secret.
+
+    ``sign`` itself and empty values are left out, as the official SDK does, so an optional
+    parameter sent empty does not change the signature.
+    """
+    joined = "".join(f"{key}{value}" for key, value in sorted(params.items()) if key != "sign" and key and value)
+    return hashlib.md5(f"{secret}{joined}{body}{secret}".encode()).hexdigest().upper()
+
+
+def qimen_now() -> datetime:
+    """Now in GMT+8, the timezone every Qimen timestamp is written in."""
+    return datetime.now(GMT8)
+
+
+def format_qimen_time(moment: datetime) -> str:
+    """``yyyy-MM-dd HH:mm:ss`` in GMT+8; naive datetimes are refused so no clock is guessed."""
+    if moment.tzinfo is None:
+        raise ValueError("Qimen timestamps need a timezone-aware datetime")
+    return moment.astimezone(GMT8).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_qimen_time(value: str) -> datetime:
+    """Parse ``yyyy-MM-dd HH:mm:ss`` as GMT+8; raises ValueError on any other shape."""
+    return datetime.strptime(value.strip(), TIMESTAMP_FORMAT).replace(tzinfo=GMT8)
+
+
+def signed_gateway_url(url: str, params: Mapping[str, str], body: str, secret: str) -> str:
+    """Add system params and their sign to ``url``; params already in the URL are signed too."""
+    parts = urlsplit(url)
+    merged = dict(parse_qsl(parts.query, keep_blank_values=True))
+    merged.update(params)
+    merged["sign"] = qimen_sign(merged, body, secret)
+    return urlunsplit(parts._replace(query=urlencode(merged, quote_via=quote)))
+
+
+# --------------------------------------------------------------------------- XML helpers
+
+
+class QimenError(Exception):
+    """A request the WMS refuses; answered as ``<flag>failure</flag>`` with HTTP 200."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def parse_request_xml(body: bytes) -> ET.Element:
+    """Parse a ``<request>`` body; DTDs are refused outright so entity tricks cannot run."""
+    if _DTD.search(body):
+        raise QimenError("isv.invalid-xml", "DTD / entity declarations are not allowed in the body")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise QimenError("isv.invalid-xml", f"body is not well-formed XML: {exc}") from exc
+    if root.tag != "request":
+        raise QimenError("isv.invalid-xml", f"root element must be <request>, got <{root.tag}>")
+    return root
+
+
+def _text(element: ET.Element | None, path: str) -> str:
+    if element is None:
+        return ""
+    return (element.findtext(path) or "").strip()
+
+
+def _sub(parent: ET.Element, tag: str, text: object | None = None) -> ET.Element:
+    child = ET.SubElement(parent, tag)
+    if text is not None:
+        child.text = str(text)
+    return child
+
+
+def _subs(parent: ET.Element, fields: Iterable[tuple[str, object]]) -> ET.Element:
+    for tag, value in fields:
+        _sub(parent, tag, value)
+    return parent
+
+
+def render_response(flag: str, code: str, message: str, extra: Iterable[ET.Element] = ()) -> bytes:
+    """A Qimen ``<response>``: flag, code, message, then the method's own elements."""
+    root = ET.Element("response")
+    _subs(root, (("flag", flag), ("code", code), ("message", message)))
+    root.extend(extra)
+    return (XML_DECLARATION + ET.tostring(root, encoding="unicode")).encode()
+
+
+def _required(element: ET.Element | None, names: Iterable[str], where: str) -> dict[str, str]:
+    """Read ``names`` below ``element``; the first missing one is reported by its full path."""
+    values: dict[str, str] = {}
+    for name in names:
+        value = _text(element, name)
+        if not value:
+            raise QimenError("isv.missing-parameter", f"{where}.{name} is required")
+        values[name] = value
+    return values
+
+
+def _positive_int(value: str, where: str) -> int:
+    """Quantities are int in the spec; "2" and "2.0000" (decimal(19,4) WMSs) are both accepted."""
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        number = Decimal(-1)
+    if not number.is_finite() or number <= 0 or number != number.to_integral_value():
+        raise QimenError("isv.invalid-parameter", f"{where} must be a positive whole number, got {value!r}")
+    return int(number)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class OrderLine:
+    """One ``orderLine`` of an outbound order, as the WMS stored it."""
+
+    order_line_no: str
+    owner_code: str
+    item_code: str
+    item_name: str
+    plan_qty: int
+    actual_price: str
+    retail_price: str = ""
+    source_order_code: str = ""
+    sub_source_order_code: str = ""
+    inventory_type: str = "ZP"
+    actual_qty: int = 0
+
+    def fingerprint(self) -> tuple[str, str, int]:
+        return (self.item_code, self.order_line_no, self.plan_qty)
+
+
+@dataclass
+class OutboundOrder:
+    """An outbound (delivery) order held by the simulated WMS."""
+
+    delivery_order_code: str
+    delivery_order_id: str
+    owner_code: str
+    order_type: str
+    warehouse_code: str
+    source_platform_code: str
+    source_platform_name: str
+    shop_nick: str
+    buyer_nick: str
+    logistics_code: str
+    create_time: str
+    receiver: dict[str, str]
+    lines: list[OrderLine]
+    status: str = STATUS_ACCEPTED
+    express_code: str = ""
+    logistics_name: str = ""
+    weight_kg: str = ""
+    operate_time: str = ""
+    out_biz_codes: list[str] = field(default_factory=list)
+    confirm_acked: bool = False
+
+    def line_identities(self) -> set[tuple[str, str, str, str]]:
+        """Business identity of each line: which platform order line it fulfils.
+
+        Two outbound orders fulfilling the same platform order line are the duplicate the hub
+        must never create. Lines without a sourceOrderCode cannot be attributed and are skipped.
+        """
+        return {
+            (self.source_platform_code, self.shop_nick, line.source_order_code,
+             line.sub_source_order_code or line.item_code)
+            for line in self.lines
+            if line.source_order_code
+        }
+
+    def as_state(self) -> dict[str, Any]:
+        return {
+            "delivery_order_code": self.delivery_order_code,
+            "delivery_order_id": self.delivery_order_id,
+            "owner_code": self.owner_code,
+            "order_type": self.order_type,
+            "status": self.status,
+            "warehouse": self.warehouse_code,
+            "source_platform_code": self.source_platform_code,
+            "shop_nick": self.shop_nick,
+            "logistics_code": self.logistics_code,
+            "waybill": self.express_code or None,
+            "create_time": self.create_time,
+            "out_biz_codes": list(self.out_biz_codes),
+            "confirm_acked": self.confirm_acked,
+            "lines": [
+                {
+                    "order_line_no": line.order_line_no,
+                    "item_code": line.item_code,
+                    "plan_qty": line.plan_qty,
+                    "actual_qty": line.actual_qty,
+                    "source_order_code": line.source_order_code,
+                    "sub_source_order_code": line.sub_source_order_code,
+                }
+                for line in self.lines
+            ],
+        }
+
+
+def _item_code_of(entry: Any) -> str:
+    """Item code of one item-master entry: a string, a mapping or an object with a code field."""
+    if isinstance(entry, str):
+        return entry
+    for key in ITEM_CODE_KEYS:
+        value = entry.get(key) if isinstance(entry, Mapping) else getattr(entry, key, None)
+        if value:
+            return str(value)
+    raise ValueError(f"item master entry has no item code ({', '.join(ITEM_CODE_KEYS)}): {entry!r}")
+
+
+def _attributes_of(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, Mapping):
+        return dict(entry)
+    if isinstance(entry, str) or not hasattr(entry, "__dict__"):
+        return {}
+    return {key: value for key, value in vars(entry).items() if not key.startswith("_")}
+
+
+def normalise_item_master(items: Iterable[Any] | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Item master as code -> attributes, from a list of codes/records or a code->attributes dict."""
+    if isinstance(items, Mapping):
+        return {str(code): (dict(attrs) if isinstance(attrs, Mapping) else {"title": str(attrs)})
+                for code, attrs in items.items()}
+    return {_item_code_of(entry): _attributes_of(entry) for entry in items}
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+class QimenWmsSimulator:
+    """In-memory WMS reached through a Qimen-style gateway; ``.app`` is its ASGI app."""
+
+    def __init__(
+        self,
+        app_key: str,
+        app_secret: str,
+        customer_id: str,
+        warehouses: list[str],
+        items: Iterable[Any] | Mapping[str, Any],
+        stock: int = 1000,
+        seed: int = 7,
+        ship_delay_s: float = 0.3,
+        callback_url: str | None = None,
+        faults: FaultConfig | None = None,
+        *,
+        owner_code: str | None = None,
+        push_max_attempts: int = 20,
+        push_backoff_s: float = 0.1,
+        push_backoff_cap_s: float = 5.0,
+        push_timeout_s: float = 5.0,
+    ) -> None:
+        if not warehouses:
+            raise ValueError("at least one warehouse is needed")
+        self.app_key = app_key
+        self.app_secret = app_secret
+        self.customer_id = customer_id
+        self.warehouses = list(warehouses)
+        self.items = normalise_item_master(items)
+        self.seed = seed
+        self.ship_delay_s = ship_delay_s
+        self.callback_url = callback_url
+        self.owner_code = owner_code
+        self.push_max_attempts = push_max_attempts
+        self.push_backoff_s = push_backoff_s
+        self.push_backoff_cap_s = push_backoff_cap_s
+        self.push_timeout_s = push_timeout_s
+        self.faults = FaultInjector(faults or FaultConfig())
+        self.stock: dict[tuple[str, str], int] = {(w, code): stock for w in self.warehouses for code in self.items}
+        self.orders: dict[tuple[str, str], OutboundOrder] = {}
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "create_calls", "create_rejected", "create_repeats", "create_conflicts", "duplicates",
+                "shipped", "confirm_pushes", "confirm_acked", "confirm_push_failures", "confirm_abandoned",
+                "confirm_duplicates_sent", "rejected_signatures", "rejected_requests", "throttled", "errors_5xx",
+                "query_calls", "inventory_calls",
+            ),
+            0,
+        )
+        self.last_push_error: str | None = None
+        self._item_ids = {code: f"QMI{index:06d}" for index, code in enumerate(self.items, start=1)}
+        self._line_owner: dict[tuple[str, str, str, str], str] = {}
+        self._unsent: list[tuple[str, str]] = []
+        self._order_seq = itertools.count(1)
+        self._lock = threading.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handlers = {
+            METHOD_CREATE: self._handle_create,
+            METHOD_QUERY: self._handle_query,
+            METHOD_INVENTORY: self._handle_inventory,
+        }
+        self.app = self._build_app()
+
+    # ------------------------------------------------------------------ app and routes
+
+    def _build_app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/router/qimen/service", self._gateway, methods=["POST"]),
+                Route("/qimen", self._gateway, methods=["POST"]),
+                Route("/_sim/state", self._admin_state, methods=["GET"]),
+                Route("/_sim/faults", self._admin_faults, methods=["POST"]),
+                Route("/_sim/callback", self._admin_callback, methods=["POST"]),
+                Route("/_sim/ship", self._admin_ship_all, methods=["POST"]),
+                Route("/_sim/ship/{code}", self._admin_ship_one, methods=["POST"]),
+            ]
+        )
+
+    async def _gateway(self, request: Request) -> Response:
+        """Entry point for every Qimen call: faults, then auth, then the method's handler."""
+        self._loop = asyncio.get_running_loop()
+        fault = await self.faults.before_request()
+        if fault == "error_5xx":
+            self._bump("errors_5xx")
+            return Response("Service Unavailable", status_code=503, media_type="text/plain")
+        if fault == "throttle":
+            return self._throttled_response()
+        body = await request.body()
+        try:
+            method = self._authenticate(dict(request.query_params), body)
+            handler = self._handlers.get(method)
+            if handler is None:
+                raise QimenError("invalid-method", f"method {method} is not served by this WMS")
+            root = parse_request_xml(body)
+            with self._lock:
+                extra = handler(root)
+        except QimenError as exc:
+            self._bump("rejected_requests")
+            return self._xml(render_response("failure", exc.code, exc.message))
+        self._drain_unsent()
+        return self._xml(render_response("success", "0", "success", extra))
+
+    def _throttled_response(self) -> Response:
+        """HTTP 429 + Retry-After, with a Qimen-shaped body naming the TOP throttle error."""
+        self._bump("throttled")
+        retry_after = self.faults.config.retry_after_s
+        body = render_response("failure", "7", f"App Call Limited (accesscontrol.limited-by-app-access-count), "
+                                               f"retry after {retry_after}s")
+        return Response(body, status_code=429, media_type=XML_MEDIA_TYPE, headers={"Retry-After": str(retry_after)})
+
+    @staticmethod
+    def _xml(body: bytes, status_code: int = 200) -> Response:
+        return Response(body, status_code=status_code, media_type=XML_MEDIA_TYPE)
+
+    async def _admin_state(self, request: Request) -> Response:
+        return JSONResponse(self.state())
+
+    async def _admin_faults(self, request: Request) -> Response:
+        try:
+            config = FaultConfig.model_validate(await request.json())
+        except (ValidationError, ValueError) as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=422)
+        self.faults.reconfigure(config)
+        return JSONResponse({"ok": True, "faults": config.model_dump()})
+
+    async def _admin_callback(self, request: Request) -> Response:
+        payload = await request.json()
+        url = payload.get("url") if isinstance(payload, dict) else None
+        self._loop = asyncio.get_running_loop()
+        self.set_callback(url)
+        return JSONResponse({"ok": True, "callback_url": url})
+
+    async def _admin_ship_all(self, request: Request) -> Response:
+        self._loop = asyncio.get_running_loop()
+        return JSONResponse({"shipped": self._ship_all_local()})
+
+    async def _admin_ship_one(self, request: Request) -> Response:
+        self._loop = asyncio.get_running_loop()
+        return JSONResponse({"shipped": int(self._ship_local(request.path_params["code"]))})
+
+    # ------------------------------------------------------------------ authentication
+
+    def _authenticate(self, params: dict[str, str], body: bytes) -> str:
+        """Check the gateway parameters and the sign; returns the method name."""
+        for name in SYSTEM_PARAMS:
+            if not params.get(name):
+                raise QimenError("missing-parameter", f"missing required system parameter: {name}")
+        if params["app_key"] != self.app_key:
+            raise QimenError("invalid-app-key", f"app_key {params['app_key']} is unknown")
+        if params["customerId"] != self.customer_id:
+            raise QimenError("invalid-customer-id", f"customerId {params['customerId']} is not served by this WMS")
+        if params["format"].lower() != "xml":
+            raise QimenError("invalid-format", f"format must be xml, got {params['format']}")
+        if params["sign_method"].lower() != "md5":
+            raise QimenError("invalid-sign-method", f"sign_method must be md5, got {params['sign_method']}")
+        if params["v"] != "2.0":
+            raise QimenError("invalid-version", f"v must be 2.0, got {params['v']}")
+        self._check_timestamp(params["timestamp"])
+        if len(body) > MAX_BODY_BYTES:
+            raise QimenError("isv.invalid-parameter", f"body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise QimenError("isv.invalid-xml", "body must be UTF-8") from exc
+        if qimen_sign(params, text, self.app_secret) != params["sign"].upper():
+            self._bump("rejected_signatures")
+            raise QimenError("sign-check-failure", "Illegal request")
+        return params["method"]
+
+    @staticmethod
+    def _check_timestamp(value: str) -> None:
+        try:
+            sent = parse_qimen_time(value)
+        except ValueError as exc:
+            raise QimenError("invalid-timestamp", "timestamp must be yyyy-MM-dd HH:mm:ss (GMT+8)") from exc
+        if abs(qimen_now() - sent) > TIMESTAMP_WINDOW:
+            raise QimenError("invalid-timestamp", "timestamp is more than 10 minutes away from the server clock")
+
+    # ------------------------------------------------------------------ deliveryorder.create
+
+    def _handle_create(self, root: ET.Element) -> list[ET.Element]:
+        self.counters["create_calls"] += 1
+        try:
+            order = self._parse_create(root)
+        except QimenError:
+            self.counters["create_rejected"] += 1
+            raise
+        key = (order.owner_code, order.delivery_order_code)
+        existing = self.orders.get(key)
+        if existing is not None:
+            self._count_repeat(existing, order)
+            return self._create_answer(existing)
+        self._store(order)
+        return self._create_answer(order)
+
+    def _parse_create(self, root: ET.Element) -> OutboundOrder:
+        """Validate a create request per the spec's 必填 marks and the WMS master data."""
+        header = root.find("deliveryOrder")
+        if header is None:
+            raise QimenError("isv.missing-parameter", "deliveryOrder is required")
+        fields = _required(header, ORDER_REQUIRED, "deliveryOrder")
+        receiver = self._contact(header, "receiverInfo")
+        self._contact(header, "senderInfo")
+        self._check_order_header(header, fields)
+        warehouse = self._resolve_warehouse(fields["warehouseCode"])
+        lines = self._parse_lines(root)
+        return OutboundOrder(
+            delivery_order_code=fields["deliveryOrderCode"],
+            delivery_order_id="",
+            owner_code=lines[0].owner_code,
+            order_type=fields["orderType"],
+            warehouse_code=warehouse,
+            source_platform_code=fields["sourcePlatformCode"],
+            source_platform_name=_text(header, "sourcePlatformName"),
+            shop_nick=fields["shopNick"],
+            buyer_nick=_text(header, "buyerNick"),
+            logistics_code=fields["logisticsCode"],
+            create_time="",
+            receiver=receiver,
+            lines=lines,
+        )
+
+    @staticmethod
+    def _contact(header: ET.Element, tag: str) -> dict[str, str]:
+        element = header.find(tag)
+        if element is None:
+            raise QimenError("isv.missing-parameter", f"deliveryOrder.{tag} is required")
+        values = _required(element, CONTACT_REQUIRED, f"deliveryOrder.{tag}")
+        values.update({name: _text(element, name) for name in ("area", "town", "zipCode", "tel")})
+        return values
+
+    @staticmethod
+    def _check_order_header(header: ET.Element, fields: dict[str, str]) -> None:
+        if fields["orderType"] not in ORDER_TYPES:
+            raise QimenError(
+                "isv.invalid-parameter",
+                f"deliveryOrder.orderType {fields['orderType']} is not one of {', '.join(ORDER_TYPES)}",
+            )
+        if fields["orderType"] == "HHCK" and not _text(header, "preDeliveryOrderCode"):
+            raise QimenError("isv.missing-parameter", "deliveryOrder.preDeliveryOrderCode is required for HHCK")
+        for name in ORDER_TIME_FIELDS:
+            value = _text(header, name)
+            if not value:
+                continue
+            try:
+                parse_qimen_time(value)
+            except ValueError as exc:
+                raise QimenError(
+                    "isv.invalid-parameter", f"deliveryOrder.{name} must be YYYY-MM-DD HH:MM:SS, got {value!r}"
+                ) from exc
+
+    def _resolve_warehouse(self, code: str) -> str:
+        """A known warehouse, or the first one for OTHER (统仓统配: the WMS picks the warehouse)."""
+        if code == "OTHER":
+            return self.warehouses[0]
+        if code not in self.warehouses:
+            raise QimenError("isv.warehouse-not-exist", f"deliveryOrder.warehouseCode {code} does not exist in this WMS")
+        return code
+
+    def _parse_lines(self, root: ET.Element) -> list[OrderLine]:
+        elements = root.findall("orderLines/orderLine")
+        if not elements:
+            raise QimenError("isv.missing-parameter", "orderLines/orderLine is required (at least one line)")
+        return [self._parse_line(element, index) for index, element in enumerate(elements, start=1)]
+
+    def _parse_line(self, element: ET.Element, index: int) -> OrderLine:
+        where = f"orderLines.orderLine[{index}]"
+        values = _required(element, LINE_REQUIRED, where)
+        item_code = values["itemCode"]
+        if item_code not in self.items:
+            raise QimenError("isv.item-not-exist", f"{where}.itemCode {item_code} does not exist in the item master")
+        if self.owner_code is not None and values["ownerCode"] != self.owner_code:
+            raise QimenError("isv.owner-not-exist", f"{where}.ownerCode {values['ownerCode']} is not an owner here")
+        attrs = self.items[item_code]
+        return OrderLine(
+            order_line_no=_text(element, "orderLineNo") or str(index),
+            owner_code=values["ownerCode"],
+            item_code=item_code,
+            item_name=_text(element, "itemName") or str(attrs.get("title") or attrs.get("name") or ""),
+            plan_qty=_positive_int(values["planQty"], f"{where}.planQty"),
+            actual_price=values["actualPrice"],
+            retail_price=_text(element, "retailPrice"),
+            source_order_code=_text(element, "sourceOrderCode"),
+            sub_source_order_code=_text(element, "subSourceOrderCode"),
+            inventory_type=_text(element, "inventoryType") or "ZP",
+        )
+
+    def _count_repeat(self, existing: OutboundOrder, incoming: OutboundOrder) -> None:
+        """A repeated deliveryOrderCode is not a new order; a changed payload is noted as a conflict."""
+        self.counters["create_repeats"] += 1
+        if [line.fingerprint() for line in existing.lines] != [line.fingerprint() for line in incoming.lines]:
+            self.counters["create_conflicts"] += 1
+
+    def _store(self, order: OutboundOrder) -> None:
+        order.delivery_order_id = f"QM{self.seed:03d}{next(self._order_seq):09d}"
+        order.create_time = format_qimen_time(qimen_now())
+        identities = order.line_identities()
+        if any(self._line_owner.get(identity) not in (None, order.delivery_order_code) for identity in identities):
+            self.counters["duplicates"] += 1
+        for identity in identities:
+            self._line_owner.setdefault(identity, order.delivery_order_code)
+        self.orders[(order.owner_code, order.delivery_order_code)] = order
+        if self.ship_delay_s > 0:
+            self._spawn(self._ship_later((order.owner_code, order.delivery_order_code)))
+
+    @staticmethod
+    def _create_answer(order: OutboundOrder) -> list[ET.Element]:
+        answer = []
+        for tag, value in (
+            ("deliveryOrderId", order.delivery_order_id),
+            ("createTime", order.create_time),
+            ("warehouseCode", order.warehouse_code),
+            ("logisticsCode", order.logistics_code),
+        ):
+            element = ET.Element(tag)
+            element.text = value
+            answer.append(element)
+        return answer
+
+    # ------------------------------------------------------------------ deliveryorder.query
+
+    def _handle_query(self, root: ET.Element) -> list[ET.Element]:
+        self.counters["query_calls"] += 1
+        values = _required(root, ("orderCode", "page", "pageSize"), "request")
+        page = _positive_int(values["page"], "request.page")
+        page_size = _positive_int(values["pageSize"], "request.pageSize")
+        if page_size > 100:
+            raise QimenError("isv.invalid-parameter", "request.pageSize must be at most 100")
+        order = self._find_order(values["orderCode"], _text(root, "ownerCode"), _text(root, "orderId"))
+        if order is None:
+            raise QimenError("isv.order-not-exist", f"deliveryOrder {values['orderCode']} does not exist")
+        lines = order.lines[(page - 1) * page_size : page * page_size]
+        total = ET.Element("totalLines")
+        total.text = str(len(order.lines))
+        extra = [total, self._query_header(order)]
+        if order.express_code:
+            extra.append(self._packages(order))
+        extra.append(self._lines_element(order, lines))
+        return extra
+
+    def _find_order(self, code: str, owner: str = "", order_id: str = "") -> OutboundOrder | None:
+        for (order_owner, order_code), order in self.orders.items():
+            if order_code == code and (not owner or owner == order_owner):
+                if not order_id or order_id == order.delivery_order_id:
+                    return order
+        return None
+
+    @staticmethod
+    def _query_header(order: OutboundOrder) -> ET.Element:
+        header = ET.Element("deliveryOrder")
+        return _subs(
+            header,
+            (
+                ("deliveryOrderCode", order.delivery_order_code),
+                ("deliveryOrderId", order.delivery_order_id),
+                ("warehouseCode", order.warehouse_code),
+                ("orderType", order.order_type),
+                ("status", order.status),
+                ("outBizCode", order.out_biz_codes[-1] if order.out_biz_codes else ""),
+                ("confirmType", "0"),
+                ("orderConfirmTime", order.operate_time),
+                ("operateTime", order.operate_time or order.create_time),
+            ),
+        )
+
+    # ------------------------------------------------------------------ inventory.query
+
+    def _handle_inventory(self, root: ET.Element) -> list[ET.Element]:
+        self.counters["inventory_calls"] += 1
+        criteria = root.findall("criteriaList/criteria")
+        if not criteria:
+            raise QimenError("isv.missing-parameter", "criteriaList/criteria is required (at least one)")
+        items = ET.Element("items")
+        for index, element in enumerate(criteria, start=1):
+            self._inventory_rows(items, element, f"criteriaList.criteria[{index}]")
+        return [items]
+
+    def _inventory_rows(self, items: ET.Element, criteria: ET.Element, where: str) -> None:
+        """One row per warehouse for the item; only ZP (正品) stock exists in this WMS."""
+        item_code = _required(criteria, ("itemCode",), where)["itemCode"]
+        warehouse = _text(criteria, "warehouseCode")
+        if warehouse and warehouse not in self.warehouses:
+            raise QimenError("isv.warehouse-not-exist", f"{where}.warehouseCode {warehouse} does not exist")
+        if item_code not in self.items:
+            return
+        inventory_type = _text(criteria, "inventoryType") or "ZP"
+        for code in [warehouse] if warehouse else self.warehouses:
+            quantity = self.stock[(code, item_code)] if inventory_type == "ZP" else 0
+            _subs(
+                _sub(items, "item"),
+                (
+                    ("warehouseCode", code),
+                    ("itemCode", item_code),
+                    ("itemId", self._item_ids[item_code]),
+                    ("inventoryType", inventory_type),
+                    ("quantity", quantity),
+                    ("lockQuantity", 0),
+                ),
+            )
+
+    # ------------------------------------------------------------------ shipping
+
+    async def _ship_later(self, key: tuple[str, str]) -> None:
+        await asyncio.sleep(self.ship_delay_s)
+        with self._lock:
+            shipped = self._ship_order(self.orders[key])
+        if shipped:
+            self._drain_unsent()
+
+    def _ship_local(self, code: str) -> bool:
+        with self._lock:
+            shipped = [self._ship_order(order) for (_, order_code), order in self.orders.items() if order_code == code]
+        self._drain_unsent()
+        return any(shipped)
+
+    def _ship_all_local(self) -> int:
+        with self._lock:
+            count = sum(self._ship_order(order) for order in list(self.orders.values()))
+        self._drain_unsent()
+        return count
+
+    def _ship_order(self, order: OutboundOrder) -> bool:
+        """Pick, pack and hand over: waybill, stock decrement, DELIVERED, confirm queued.
+
+        A line ships what stock allows (actualQty may be below planQty); stock never goes negative.
+        """
+        if order.status != STATUS_ACCEPTED:
+            return False
+        for line in order.lines:
+            available = self.stock[(order.warehouse_code, line.item_code)]
+            line.actual_qty = min(line.plan_qty, available)
+            self.stock[(order.warehouse_code, line.item_code)] = available - line.actual_qty
+        order.express_code = self._waybill(order)
+        order.logistics_name = LOGISTICS_NAMES.get(order.logistics_code, order.logistics_code)
+        order.weight_kg = self._weight_kg(order)
+        order.operate_time = format_qimen_time(qimen_now())
+        order.status = STATUS_DELIVERED
+        self.counters["shipped"] += 1
+        self._unsent.append((order.owner_code, order.delivery_order_code))
+        return True
+
+    def _waybill(self, order: OutboundOrder) -> str:
+        """Deterministic waybill: carrier prefix + 12 digits from the seed and the order."""
+        digest = hashlib.sha256(f"{self.seed}:{order.owner_code}:{order.delivery_order_code}".encode()).hexdigest()
+        return WAYBILL_PREFIX.get(order.logistics_code, "QM") + str(int(digest, 16) % 10**12).zfill(12)
+
+    def _weight_kg(self, order: OutboundOrder) -> str:
+        grams = sum(
+            float(self.items[line.item_code].get("weight_g") or DEFAULT_ITEM_WEIGHT_G) * line.actual_qty
+            for line in order.lines
+        )
+        return f"{grams / 1000:.3f}"
+
+    # ------------------------------------------------------------------ deliveryorder.confirm push
+
+    def _drain_unsent(self) -> None:
+        """Start a push for every shipped order not yet pushed, once a callback URL is known."""
+        if not self.callback_url:
+            return
+        with self._lock:
+            pending, self._unsent = self._unsent, []
+            messages = [self._new_confirm(self.orders[key]) for key in pending]
+        for body in messages:
+            copies = 2 if self.faults.duplicate() else 1
+            if copies == 2:
+                self._bump("confirm_duplicates_sent")
+            for _ in range(copies):
+                self._spawn(self._push_confirm(body))
+
+    def _new_confirm(self, order: OutboundOrder) -> str:
+        out_biz_code = f"{order.delivery_order_id}-C{len(order.out_biz_codes) + 1}"
+        order.out_biz_codes.append(out_biz_code)
+        return self._confirm_xml(order, out_biz_code)
+
+    def _confirm_xml(self, order: OutboundOrder, out_biz_code: str) -> str:
+        """The deliveryorder.confirm body: deliveryOrder, packages/package, orderLines/orderLine."""
+        root = ET.Element("request")
+        _subs(
+            _sub(root, "deliveryOrder"),
+            (
+                ("deliveryOrderCode", order.delivery_order_code),
+                ("deliveryOrderId", order.delivery_order_id),
+                ("warehouseCode", order.warehouse_code),
+                ("orderType", order.order_type),
+                ("status", order.status),
+                ("outBizCode", out_biz_code),
+                ("confirmType", "0"),
+                ("orderConfirmTime", order.operate_time),
+                ("operatorCode", "SIM"),
+                ("operatorName", "qimen-simulator"),
+                ("operateTime", order.operate_time),
+            ),
+        )
+        root.append(self._packages(order))
+        root.append(self._lines_element(order, order.lines))
+        return XML_DECLARATION + ET.tostring(root, encoding="unicode")
+
+    @staticmethod
+    def _packages(order: OutboundOrder) -> ET.Element:
+        packages = ET.Element("packages")
+        package = _subs(
+            _sub(packages, "package"),
+            (
+                ("logisticsCode", order.logistics_code),
+                ("logisticsName", order.logistics_name),
+                ("expressCode", order.express_code),
+                ("packageCode", f"{order.delivery_order_id}-P1"),
+                ("weight", order.weight_kg),
+            ),
+        )
+        items = _sub(package, "items")
+        for line in order.lines:
+            if line.actual_qty:
+                _subs(_sub(items, "item"), (("itemCode", line.item_code), ("quantity", line.actual_qty)))
+        return packages
+
+    def _lines_element(self, order: OutboundOrder, lines: list[OrderLine]) -> ET.Element:
+        element = ET.Element("orderLines")
+        for line in lines:
+            _subs(
+                _sub(element, "orderLine"),
+                (
+                    ("orderLineNo", line.order_line_no),
+                    ("ownerCode", line.owner_code),
+                    ("itemCode", line.item_code),
+                    ("itemId", self._item_ids[line.item_code]),
+                    ("itemName", line.item_name),
+                    ("inventoryType", line.inventory_type),
+                    ("planQty", line.plan_qty),
+                    ("actualQty", line.actual_qty),
+                ),
+            )
+        return element
+
+    async def _push_confirm(self, body: str) -> None:
+        """POST one confirm until the ERP answers flag=success; bounded exponential backoff."""
+        delay = self.push_backoff_s
+        async with httpx.AsyncClient(timeout=self.push_timeout_s) as client:
+            for attempt in range(1, self.push_max_attempts + 1):
+                self._bump("confirm_pushes")
+                if await self._post_confirm(client, body):
+                    self._bump("confirm_acked")
+                    self._mark_acked(body)
+                    return
+                self._bump("confirm_push_failures")
+                if attempt < self.push_max_attempts:
+                    await asyncio.sleep(min(delay, self.push_backoff_cap_s))
+                    delay *= 2
+        self._bump("confirm_abandoned")
+
+    async def _post_confirm(self, client: httpx.AsyncClient, body: str) -> bool:
+        url = self.callback_url
+        if not url:
+            self.last_push_error = "no callback URL"
+            return False
+        params = {
+            "method": METHOD_CONFIRM,
+            "app_key": self.app_key,
+            "customerId": self.customer_id,
+            "format": "xml",
+            "sign_method": "md5",
+            "timestamp": format_qimen_time(qimen_now()),
+            "v": "2.0",
+        }
+        try:
+            response = await client.post(
+                signed_gateway_url(url, params, body, self.app_secret),
+                content=body.encode(),
+                headers={"Content-Type": "text/xml;charset=utf-8"},
+            )
+        except httpx.HTTPError as exc:
+            self.last_push_error = f"{type(exc).__name__}: {exc}"
+            return False
+        return self._acknowledged(response)
+
+    def _acknowledged(self, response: httpx.Response) -> bool:
+        """Only HTTP 200 with ``<response><flag>success</flag>`` counts as received by the ERP."""
+        if response.status_code != 200:
+            self.last_push_error = f"HTTP {response.status_code}"
+            return False
+        if _DTD.search(response.content):
+            self.last_push_error = "answer carries a DTD"
+            return False
+        try:
+            flag = (ET.fromstring(response.content).findtext("flag") or "").strip().lower()
+        except ET.ParseError:
+            self.last_push_error = "answer is not XML"
+            return False
+        if flag != "success":
+            self.last_push_error = f"flag={flag or 'missing'}"
+            return False
+        return True
+
+    def _mark_acked(self, body: str) -> None:
+        root = ET.fromstring(body)
+        code = _text(root, "deliveryOrder/deliveryOrderCode")
+        order_id = _text(root, "deliveryOrder/deliveryOrderId")
+        with self._lock:
+            for order in self.orders.values():
+                if order.delivery_order_code == code and order.delivery_order_id == order_id:
+                    order.confirm_acked = True
+
+    # ------------------------------------------------------------------ tasks and loops
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _bump(self, name: str) -> None:
+        with self._lock:
+            self.counters[name] = self.counters.get(name, 0) + 1
+
+    def _foreign_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The serving loop when it runs in another thread than the caller, else None."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return None
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        return None if current is loop else loop
+
+    async def _on_serving_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` where the app's tasks live, so timers and pushes stay on one loop."""
+        loop = self._foreign_loop()
+        if loop is None:
+            self._loop = asyncio.get_running_loop()
+            return await coro
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    # ------------------------------------------------------------------ public API
+
+    def set_callback(self, url: str | None) -> None:
+        """Where confirms go (the ERP's Qimen endpoint); queued confirms are pushed once it is set."""
+        self.callback_url = url
+        loop = self._loop
+        if url and loop is not None and loop.is_running() and not loop.is_closed():
+            loop.call_soon_threadsafe(self._drain_unsent)
+
+    def set_faults(self, config: FaultConfig) -> None:
+        self.faults.reconfigure(config)
+
+    async def ship(self, code: str) -> bool:
+        """Ship the order with this deliveryOrderCode now; False if unknown or already shipped."""
+
+        async def run() -> bool:
+            return self._ship_local(code)
+
+        return await self._on_serving_loop(run())
+
+    async def ship_all(self) -> int:
+        """Ship every accepted order now; returns how many shipped."""
+
+        async def run() -> int:
+            return self._ship_all_local()
+
+        return await self._on_serving_loop(run())
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every pending ship timer and confirm push has finished (or raise TimeoutError)."""
+
+        async def run() -> None:
+            async with asyncio.timeout(timeout):
+                while self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+        await self._on_serving_loop(run())
+
+    async def aclose(self) -> None:
+        """Cancel pending timers and pushes, e.g. at the end of a test."""
+
+        async def run() -> None:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        await self._on_serving_loop(run())
+
+    def state(self) -> dict[str, Any]:
+        """A JSON-able snapshot: counters, orders by deliveryOrderCode, stock per warehouse."""
+        with self._lock:
+            stock: dict[str, dict[str, int]] = {w: {} for w in self.warehouses}
+            for (warehouse, item), quantity in self.stock.items():
+                stock[warehouse][item] = quantity
+            return {
+                "outbound_orders": len(self.orders),
+                "orders": {order.delivery_order_code: order.as_state() for order in self.orders.values()},
+                **self.counters,
+                "stock": stock,
+                "callback_url": self.callback_url,
+                "last_push_error": self.last_push_error,
+                "pending_tasks": len(self._tasks),
+                "faults_injected": dict(self.faults.injected),
+            }
