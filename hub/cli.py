@@ -78,6 +78,7 @@ def _parse_time(value: str, name: str) -> datetime:
 def up(
     api_port: int = typer.Option(None, "--api-port", help="HTTP API port (default 8700 or $TONGDAO_API_PORT)"),
     headless: bool = typer.Option(False, "--headless", help="do not serve the Temporal Web UI"),
+    role: str = typer.Option("all", "--role", help="all | worker | api (production runs them apart)"),
 ) -> None:
     """Run the whole hub in the foreground: Temporal (embedded unless configured), worker, HTTP API.
 
@@ -85,13 +86,16 @@ def up(
     Ctrl-C stops everything cleanly.
     """
     s = _settings()
+    if role not in ("all", "worker", "api"):
+        raise _fail("--role is one of all, worker, api")
     if api_port:
         s.api_port = api_port
     configure(s.log_format, s.log_level)
     from hub.runtime import HubRuntime
 
     async def main() -> None:
-        rt = await HubRuntime(s, headless_ui=headless).start()
+        rt = await HubRuntime(s, headless_ui=headless, run_api=role in ("all", "api"),
+                              run_worker=role in ("all", "worker")).start()
         console.print(f"[green]Tongdao is up.[/green] API: {s.api_url}  (OpenAPI: {s.api_url}/docs)")
         console.print(f"Temporal: {s.temporal_target}" + ("" if headless or not s.embedded else
                       f"  Web UI: http://localhost:{s.temporal_ui_port}"))

@@ -612,7 +612,7 @@ class QimenWmsSimulator:
         if code == "OTHER":
             return self.warehouses[0]
         if code not in self.warehouses:
-            raise QimenError("isv.warehouse-not-exist", f"deliveryOrder.warehouseCode {code} does not exist in this WMS")
+            raise QimenError("isv.warehouse-not-exist", f"deliveryOrder.warehouseCode {code} does not exist here")
         return code
 
     def _parse_lines(self, root: ET.Element) -> list[OrderLine]:
@@ -1016,11 +1016,11 @@ class QimenWmsSimulator:
 
         return await self._on_serving_loop(run())
 
-    async def flush(self, timeout: float = 30.0) -> None:
+    async def flush(self, max_wait_s: float = 30.0) -> None:
         """Wait until every pending ship timer and confirm push has finished (or raise TimeoutError)."""
 
         async def run() -> None:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(max_wait_s):
                 while self._tasks:
                     await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
