@@ -34,7 +34,7 @@ class ConnectorSettings(BaseModel):
 class ConnectorSecrets(BaseModel):
     """Secret values; every field must be a ``SecretStr`` so it never prints in clear."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class RawRecord(BaseModel):

@@ -96,7 +96,8 @@ class ApiClient:
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, ConnectorError) and exc.retry_after:
                 return float(exc.retry_after)
-            return wait_exponential_jitter(multiplier=self.retry.initial_s, max=self.retry.max_s)(state)
+            return wait_exponential_jitter(multiplier=self.retry.initial_s, max=self.retry.max_s,
+                                           jitter=self.retry.initial_s)(state)
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),

@@ -290,8 +290,12 @@ class OutboundOrder:
         must never create. Lines without a sourceOrderCode cannot be attributed and are skipped.
         """
         return {
-            (self.source_platform_code, self.shop_nick, line.source_order_code,
-             line.sub_source_order_code or line.item_code)
+            (
+                self.source_platform_code,
+                self.shop_nick,
+                line.source_order_code,
+                line.sub_source_order_code or line.item_code,
+            )
             for line in self.lines
             if line.source_order_code
         }
@@ -347,8 +351,10 @@ def _attributes_of(entry: Any) -> dict[str, Any]:
 def normalise_item_master(items: Iterable[Any] | Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Item master as code -> attributes, from a list of codes/records or a code->attributes dict."""
     if isinstance(items, Mapping):
-        return {str(code): (dict(attrs) if isinstance(attrs, Mapping) else {"title": str(attrs)})
-                for code, attrs in items.items()}
+        return {
+            str(code): (dict(attrs) if isinstance(attrs, Mapping) else {"title": str(attrs)})
+            for code, attrs in items.items()
+        }
     return {_item_code_of(entry): _attributes_of(entry) for entry in items}
 
 
@@ -397,10 +403,23 @@ class QimenWmsSimulator:
         self.orders: dict[tuple[str, str], OutboundOrder] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             (
-                "create_calls", "create_rejected", "create_repeats", "create_conflicts", "duplicates",
-                "shipped", "confirm_pushes", "confirm_acked", "confirm_push_failures", "confirm_abandoned",
-                "confirm_duplicates_sent", "rejected_signatures", "rejected_requests", "throttled", "errors_5xx",
-                "query_calls", "inventory_calls",
+                "create_calls",
+                "create_rejected",
+                "create_repeats",
+                "create_conflicts",
+                "duplicates",
+                "shipped",
+                "confirm_pushes",
+                "confirm_acked",
+                "confirm_push_failures",
+                "confirm_abandoned",
+                "confirm_duplicates_sent",
+                "rejected_signatures",
+                "rejected_requests",
+                "throttled",
+                "errors_5xx",
+                "query_calls",
+                "inventory_calls",
             ),
             0,
         )
@@ -462,8 +481,9 @@ class QimenWmsSimulator:
         """HTTP 429 + Retry-After, with a Qimen-shaped body naming the TOP throttle error."""
         self._bump("throttled")
         retry_after = self.faults.config.retry_after_s
-        body = render_response("failure", "7", f"App Call Limited (accesscontrol.limited-by-app-access-count), "
-                                               f"retry after {retry_after}s")
+        body = render_response(
+            "failure", "7", f"App Call Limited (accesscontrol.limited-by-app-access-count), retry after {retry_after}s"
+        )
         return Response(body, status_code=429, media_type=XML_MEDIA_TYPE, headers={"Retry-After": str(retry_after)})
 
     @staticmethod
@@ -965,6 +985,13 @@ class QimenWmsSimulator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _live_tasks(self) -> list[asyncio.Task[Any]]:
+        """Pending tasks of the running loop; tasks of a loop that has since stopped are dropped."""
+        loop = asyncio.get_running_loop()
+        stale = {task for task in self._tasks if task.get_loop() is not loop}
+        self._tasks -= stale
+        return list(self._tasks)
+
     def _bump(self, name: str) -> None:
         with self._lock:
             self.counters[name] = self.counters.get(name, 0) + 1
@@ -1021,8 +1048,8 @@ class QimenWmsSimulator:
 
         async def run() -> None:
             async with asyncio.timeout(max_wait_s):
-                while self._tasks:
-                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                while tasks := self._live_tasks():
+                    await asyncio.gather(*tasks, return_exceptions=True)
 
         await self._on_serving_loop(run())
 
@@ -1030,7 +1057,7 @@ class QimenWmsSimulator:
         """Cancel pending timers and pushes, e.g. at the end of a test."""
 
         async def run() -> None:
-            tasks = list(self._tasks)
+            tasks = self._live_tasks()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import httpx
 import structlog
-from pydantic import Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -95,6 +95,9 @@ class KingdeeSettings(ConnectorSettings):
 
 
 class KingdeeSecrets(ConnectorSecrets):
+    # a mistyped key must not echo its (secret) value into the ConfigurationError message
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     password: SecretStr | None = None
     appsecret: SecretStr | None = None
 
@@ -269,7 +272,7 @@ class KingdeeConnector(Connector, SalesDocumentTarget):
             exc = state.outcome.exception() if state.outcome else None
             if isinstance(exc, ConnectorError) and exc.retry_after:
                 return float(exc.retry_after)
-            return wait_exponential_jitter(initial=policy.initial_s, max=policy.max_s)(state)
+            return wait_exponential_jitter(multiplier=policy.initial_s, max=policy.max_s)(state)
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),

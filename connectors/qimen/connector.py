@@ -19,11 +19,12 @@ import hmac
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote, urlencode
 from xml.etree.ElementTree import Element
 
 import httpx
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict, Field, SecretStr
 
 from canonical import InventoryLevel, Shipment, ShipmentLine
 from connectors.base import (
@@ -174,6 +175,9 @@ class QimenSettings(ConnectorSettings):
 
 
 class QimenSecrets(ConnectorSecrets):
+    # a mistyped key must not echo its (secret) value into the ConfigurationError message
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     app_secret: SecretStr
 
 
@@ -221,7 +225,8 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         params = {k: v for k, v in request.url.params.items() if k != "sign"}
         params["timestamp"] = now_gmt8()
         params["sign"] = qimen_sign(params, request.content, secret(self.secrets.app_secret))
-        request.url = request.url.copy_with(params=params)
+        # %20 for the space in the timestamp, as in the Qimen examples (not the form-style "+")
+        request.url = request.url.copy_with(query=urlencode(params, quote_via=quote).encode("ascii"))
 
     @staticmethod
     def _parse(response: httpx.Response) -> QimenResponse:
@@ -337,7 +342,11 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         status = qx.text(order, "status").upper()
         if status not in SHIPPED_STATUSES:
             return None
-        shipments = self._shipments(order_code, answer.root, order)
+        try:
+            shipments = self._shipments(order_code, answer.root, order)
+        except ValueError as exc:  # includes pydantic's ValidationError
+            raise InvalidRequestError(f"deliveryorder.query {order_code}: unusable shipment data: {exc}",
+                                      platform=PLATFORM) from None
         return shipments[0] if shipments else None
 
     # --- inventory -----------------------------------------------------------------------------

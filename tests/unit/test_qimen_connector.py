@@ -1,0 +1,413 @@
+"""Qimen (奇门) WMS connector against a respx-mocked gateway.
+
+The signature is recomputed here with hashlib from the documented rule
+(``upper(md5(secret + k1v1k2v2... + body + secret))``, parameters sorted by name, ``sign`` left
+out), never with the connector's own helper, so a drift in either shows up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import xml.etree.ElementTree as ET  # noqa: N817
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import respx
+
+from connectors.base import CreateResult
+from connectors.errors import ConfigurationError, InvalidRequestError, NotFoundError, TransientError
+from connectors.http import RetryPolicy
+from connectors.qimen import QimenConnector, qimen_sign
+
+GATEWAY = "http://wms.test/router/qimen/service"
+SECRET = "s3cr3t-qimen"
+
+
+def doc_sign(params: dict[str, str], body: bytes, app_secret: str) -> str:
+    """The documented rule, written out independently of the connector."""
+    joined = "".join(f"{k}{params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
+    return hashlib.md5((app_secret + joined).encode() + body + app_secret.encode()).hexdigest().upper()
+
+
+def make_connector(**overrides) -> QimenConnector:
+    settings = {
+        "base_url": GATEWAY,
+        "app_key": "ak-123",
+        "customerId": "CUST-1",
+        "warehouseCode": "WH-SH",
+        "ownerCode": "OWNER-1",
+    } | overrides
+    conn = QimenConnector.from_config("wms", settings, {"app_secret": SECRET})
+    conn.api.retry = RetryPolicy(attempts=3, max_elapsed_s=5, initial_s=0.001, max_s=0.005)
+    return conn
+
+
+def xml_response(inner: str, flag: str = "success", code: str = "0", message: str = "ok") -> httpx.Response:
+    body = (f'<?xml version="1.0" encoding="utf-8"?><response><flag>{flag}</flag><code>{code}</code>'
+            f"<message>{message}</message>{inner}</response>")
+    return httpx.Response(200, content=body.encode(), headers={"Content-Type": "text/xml;charset=utf-8"})
+
+
+def document(code: str = "SO-1001", receiver_name: str = "张三") -> dict:
+    return {
+        "deliveryOrder": {
+            "deliveryOrderCode": code,
+            "orderType": "JYCK",
+            "sourcePlatformCode": "TB",
+            "shopNick": "tongdao-shop",
+            "createTime": "2024-05-01 09:00:00",
+            "placeOrderTime": "2024-05-01 08:59:00",
+            "payTime": "2024-05-01 09:00:00",
+            "operateTime": "2024-05-01 09:01:00",
+            "totalAmount": "199.00",
+            "logisticsCode": "SF",
+            "buyerNick": "buyer_1",
+            "receiverInfo": {"name": receiver_name, "mobile": "13800000000", "province": "上海",
+                             "city": "上海市", "area": "浦东新区", "town": "", "detailAddress": "世纪大道 1 号",
+                             "zipCode": "200120"},
+            "senderInfo": {"name": "仓库", "mobile": "021-0000", "province": "上海", "city": "上海市",
+                           "detailAddress": "仓库路 9 号"},
+        },
+        "orderLines": [
+            {"orderLineNo": "1", "sourceOrderCode": "T1", "subSourceOrderCode": "T1-1", "itemCode": "SKU-A",
+             "itemName": "Widget", "planQty": 2, "retailPrice": "99.50", "actualPrice": "99.50"},
+            {"orderLineNo": "2", "sourceOrderCode": "T1", "subSourceOrderCode": "T1-2", "ownerCode": "OTHER",
+             "itemCode": "SKU-B", "itemName": "Gadget", "planQty": 1, "retailPrice": "0", "actualPrice": "0"},
+        ],
+    }
+
+
+class Gateway:
+    """Checks every request's system parameters and signature, then answers per method."""
+
+    def __init__(self, handlers: dict) -> None:
+        self.handlers = handlers
+        self.calls: list[tuple[str, dict[str, str], bytes]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        body = request.content
+        assert params["sign"] == doc_sign(params, body, SECRET), "bad signature"
+        self.calls.append((params["method"], params, body))
+        handler = self.handlers[params["method"]]
+        return handler(ET.fromstring(body)) if callable(handler) else handler
+
+
+@pytest.fixture
+def gateway():
+    with respx.mock(assert_all_called=False) as mock:
+        holder = Gateway({})
+        mock.post(host="wms.test", path="/router/qimen/service").mock(side_effect=holder)
+        yield holder
+
+
+def test_sign_known_answer():
+    params = {"method": "taobao.qimen.entryorder.query", "timestamp": "2015-04-26 00:00:07", "format": "xml",
+              "app_key": "testerp_appkey", "v": "2.0", "sign_method": "md5", "customerId": "stub-cust-code",
+              "sign": "ignored"}
+    body = b"<request><entryOrderCode>E1</entryOrderCode></request>"
+    spelled_out = ("test" + "app_keytesterp_appkey" + "customerIdstub-cust-code" + "formatxml"
+                   + "methodtaobao.qimen.entryorder.query" + "sign_methodmd5" + "timestamp2015-04-26 00:00:07"
+                   + "v2.0" + body.decode() + "test")
+    expected = hashlib.md5(spelled_out.encode()).hexdigest().upper()
+    assert qimen_sign(params, body, "test") == expected
+    assert re.fullmatch(r"[0-9A-F]{32}", expected)
+    # an empty value is skipped by the sender; the SPI receiver appends its bare name
+    assert qimen_sign(params | {"x": ""}, body, "test") == expected
+    assert qimen_sign(params | {"x": ""}, body, "test", keep_empty=True) != expected
+
+
+async def test_create_success_wire_format(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "<createTime>2024-05-01 09:02:00</createTime><deliveryOrderId>WMS-77</deliveryOrderId>")
+    conn = make_connector()
+    result = await conn.create_outbound_order(document())
+    assert result == CreateResult(external_id="WMS-77", number="SO-1001", created=True)
+
+    (method, params, body), = gateway.calls
+    assert method == "taobao.qimen.deliveryorder.create"
+    assert {k: params[k] for k in ("app_key", "customerId", "format", "sign_method", "v")} == {
+        "app_key": "ak-123", "customerId": "CUST-1", "format": "xml", "sign_method": "md5", "v": "2.0"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", params["timestamp"])
+    stamped = datetime.strptime(params["timestamp"], "%Y-%m-%d %H:%M:%S")
+    beijing_now = datetime.now(UTC).replace(tzinfo=None) + (datetime(2000, 1, 1, 8) - datetime(2000, 1, 1))
+    assert abs((stamped - beijing_now).total_seconds()) < 120  # GMT+8
+    assert body.startswith(b'<?xml version="1.0" encoding="utf-8"?><request>')
+    root = ET.fromstring(body)
+    assert root.tag == "request"
+    assert root.findtext("deliveryOrder/warehouseCode") == "WH-SH"  # filled from settings
+    assert root.findtext("deliveryOrder/receiverInfo/detailAddress") == "世纪大道 1 号"
+    lines = root.findall("orderLines/orderLine")
+    assert [line.findtext("itemCode") for line in lines] == ["SKU-A", "SKU-B"]
+    assert [line.findtext("ownerCode") for line in lines] == ["OWNER-1", "OTHER"]  # filled only when absent
+    assert lines[0].findtext("planQty") == "2"
+    await conn.aclose()
+
+
+async def test_create_keeps_explicit_warehouse(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response("<deliveryOrderId>W1</deliveryOrderId>")
+    conn = make_connector()
+    doc = document()
+    doc["deliveryOrder"]["warehouseCode"] = "WH-BJ"
+    await conn.create_outbound_order(doc)
+    assert ET.fromstring(gateway.calls[0][2]).findtext("deliveryOrder/warehouseCode") == "WH-BJ"
+    assert "warehouseCode" not in document()["deliveryOrder"]  # the caller's dict is not mutated
+
+
+async def test_xml_escaping_of_special_characters(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response("<deliveryOrderId>W2</deliveryOrderId>")
+    conn = make_connector()
+    nasty = 'A&B <C> "D"'
+    doc = document(receiver_name=nasty)
+    doc["orderLines"][0]["itemName"] = "</itemName><inject>1</inject>"
+    await conn.create_outbound_order(doc)
+    body = gateway.calls[0][2]
+    assert b"A&amp;B &lt;C&gt;" in body
+    assert b"<inject>" not in body
+    root = ET.fromstring(body)
+    assert root.findtext("deliveryOrder/receiverInfo/name") == nasty
+    assert root.findtext("orderLines/orderLine/itemName") == "</itemName><inject>1</inject>"
+
+
+async def test_repeated_code_answered_with_success_is_not_created(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "<deliveryOrderId>WMS-77</deliveryOrderId>", message="发货单已存在，重复单据")
+    result = await make_connector().create_outbound_order(document())
+    assert result == CreateResult(external_id="WMS-77", number="SO-1001", created=False)
+
+
+async def test_repeated_code_answered_with_failure_looks_up_the_id(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "", flag="failure", code="B0001", message="单据重复: SO-1001 already exists")
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(
+        "<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><deliveryOrderId>WMS-9</deliveryOrderId>"
+        "<status>ACCEPT</status></deliveryOrder>")
+    result = await make_connector().create_outbound_order(document())
+    assert result == CreateResult(external_id="WMS-9", number="SO-1001", created=False)
+    query_body = ET.fromstring(gateway.calls[1][2])
+    assert query_body.findtext("orderCode") == "SO-1001"
+
+
+async def test_failure_flag_is_invalid_request_without_secrets(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "", flag="failure", code="ITEM_NOT_EXISTS", message="商品SKU-A不存在")
+    with pytest.raises(InvalidRequestError) as info:
+        await make_connector().create_outbound_order(document())
+    error = info.value
+    assert error.code == "ITEM_NOT_EXISTS" and "商品SKU-A不存在" in error.message
+    assert not error.retryable
+    sent_sign = gateway.calls[0][1]["sign"]
+    for text in (str(error), repr(error), str(error.to_application_error())):
+        assert SECRET not in text and sent_sign not in text
+    assert len(gateway.calls) == 1
+
+
+async def test_system_busy_is_retried(gateway):
+    answers = iter([
+        xml_response("", flag="failure", code="isp.service-busy", message="系统繁忙，请稍后重试"),
+        xml_response("<deliveryOrderId>WMS-5</deliveryOrderId>"),
+    ])
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = lambda _root: next(answers)
+    result = await make_connector().create_outbound_order(document())
+    assert result.created and result.external_id == "WMS-5"
+    assert len(gateway.calls) == 2  # the Gateway checked the signature of each attempt
+
+
+async def test_system_busy_exhausted_is_transient(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "", flag="failure", code="SYSTEM_BUSY", message="system busy")
+    with pytest.raises(TransientError):
+        await make_connector().create_outbound_order(document())
+    assert len(gateway.calls) == 3
+
+
+async def test_response_with_doctype_is_refused(gateway):
+    evil = ('<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]>'
+            "<response><flag>success</flag><code>0</code><message>&b;</message></response>")
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = httpx.Response(200, content=evil.encode())
+    with pytest.raises(TransientError, match="DOCTYPE"):
+        await make_connector().create_outbound_order(document())
+
+
+async def test_missing_order_code_is_rejected_before_sending(gateway):
+    doc = document()
+    del doc["deliveryOrder"]["deliveryOrderCode"]
+    with pytest.raises(InvalidRequestError):
+        await make_connector().create_outbound_order(doc)
+    assert gateway.calls == []
+
+
+QUERY_DELIVERED = (
+    "<totalLines>2</totalLines>"
+    "<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><deliveryOrderId>WMS-77</deliveryOrderId>"
+    "<warehouseCode>WH-SH</warehouseCode><orderType>JYCK</orderType><status>DELIVERED</status>"
+    "<operateTime>2024-05-02 18:30:00</operateTime></deliveryOrder>"
+    "<packages><package><logisticsCode>SF</logisticsCode><expressCode>SF1234567890</expressCode>"
+    "<items><item><itemCode>SKU-A</itemCode><quantity>2</quantity></item>"
+    "<item><itemCode>SKU-B</itemCode><quantity>1</quantity></item></items></package></packages>"
+    "<orderLines><orderLine><itemCode>SKU-A</itemCode><planQty>2</planQty><actualQty>2</actualQty></orderLine>"
+    "<orderLine><itemCode>SKU-B</itemCode><planQty>1</planQty><actualQty>1</actualQty></orderLine></orderLines>"
+)
+
+
+async def test_get_shipment_delivered(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(QUERY_DELIVERED)
+    shipment = await make_connector().get_shipment("SO-1001")
+    assert shipment is not None
+    assert shipment.order_key == "SO-1001"
+    assert (shipment.carrier_code, shipment.tracking_number, shipment.warehouse) == ("SF", "SF1234567890", "WH-SH")
+    assert shipment.shipped_at == datetime(2024, 5, 2, 10, 30, tzinfo=UTC)
+    assert [(line.sku, line.quantity) for line in shipment.lines] == [("SKU-A", 2), ("SKU-B", 1)]
+    request = ET.fromstring(gateway.calls[0][2])
+    assert (request.findtext("orderCode"), request.findtext("warehouseCode"), request.findtext("ownerCode")) == (
+        "SO-1001", "WH-SH", "OWNER-1")
+    assert gateway.calls[0][0] == "taobao.qimen.deliveryorder.query"
+
+
+async def test_get_shipment_not_yet_delivered(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(
+        "<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><status>ACCEPT</status></deliveryOrder>")
+    assert await make_connector().get_shipment("SO-1001") is None
+
+
+async def test_get_shipment_unknown_order(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(
+        "", flag="failure", code="ORDER_NOT_FOUND", message="发货单不存在")
+    with pytest.raises(NotFoundError):
+        await make_connector().get_shipment("SO-404")
+
+
+async def test_query_inventory(gateway):
+    gateway.handlers["taobao.qimen.inventory.query"] = xml_response(
+        "<items>"
+        "<item><warehouseCode>WH-SH</warehouseCode><itemCode>SKU-A</itemCode><inventoryType>ZP</inventoryType>"
+        "<quantity>10</quantity><lockQuantity>3</lockQuantity><batchCode>B1</batchCode></item>"
+        "<item><warehouseCode>WH-SH</warehouseCode><itemCode>SKU-A</itemCode><inventoryType>ZP</inventoryType>"
+        "<quantity>5</quantity><lockQuantity>0</lockQuantity><batchCode>B2</batchCode></item>"
+        "<item><warehouseCode>WH-SH</warehouseCode><itemCode>SKU-A</itemCode><inventoryType>CC</inventoryType>"
+        "<quantity>99</quantity></item>"
+        "<item><warehouseCode>WH-SH</warehouseCode><itemCode>SKU-B</itemCode><inventoryType>ZP</inventoryType>"
+        "<quantity>0</quantity><lockQuantity>0</lockQuantity></item>"
+        "</items>")
+    levels = await make_connector().query_inventory(["SKU-A", "SKU-B"], "WH-SH")
+    by_sku = {level.sku: level for level in levels}
+    assert (by_sku["SKU-A"].on_hand, by_sku["SKU-A"].reserved, by_sku["SKU-A"].available) == (15, 3, 12)
+    assert (by_sku["SKU-B"].on_hand, by_sku["SKU-B"].warehouse) == (0, "WH-SH")
+    assert by_sku["SKU-A"].as_of.tzinfo is not None
+    criteria = ET.fromstring(gateway.calls[0][2]).findall("criteriaList/criteria")
+    assert [(c.findtext("warehouseCode"), c.findtext("ownerCode"), c.findtext("itemCode"),
+             c.findtext("inventoryType")) for c in criteria] == [
+        ("WH-SH", "OWNER-1", "SKU-A", "ZP"), ("WH-SH", "OWNER-1", "SKU-B", "ZP")]
+
+
+async def test_test_summary(gateway):
+    gateway.handlers["taobao.qimen.inventory.query"] = xml_response("<items></items>")
+    summary = await make_connector().test()
+    assert "Qimen OK" in summary and "ak-123" in summary
+    assert len(ET.fromstring(gateway.calls[0][2]).findall("criteriaList/criteria")) == 1
+
+
+# --- push: deliveryorder.confirm ---------------------------------------------------------------
+
+CONFIRM_BODY = (
+    '<?xml version="1.0" encoding="utf-8"?><request>'
+    "<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><deliveryOrderId>WMS-77</deliveryOrderId>"
+    "<warehouseCode>WH-SH</warehouseCode><orderType>JYCK</orderType><status>DELIVERED</status>"
+    "<outBizCode>MSG-0001</outBizCode><confirmType>0</confirmType>"
+    "<operateTime>2024-05-02 18:30:00</operateTime></deliveryOrder>"
+    "<packages><package><logisticsCode>ZTO</logisticsCode><logisticsName>中通</logisticsName>"
+    "<expressCode>ZT7788</expressCode><items><item><itemCode>SKU-A</itemCode><quantity>2</quantity></item>"
+    "</items></package></packages>"
+    "<orderLines><orderLine><orderLineNo>1</orderLineNo><itemCode>SKU-A</itemCode><actualQty>2</actualQty>"
+    "</orderLine></orderLines></request>"
+).encode()
+
+
+def push_query(body: bytes, method: str = "taobao.qimen.deliveryorder.confirm", app_secret: str = SECRET) -> dict:
+    query = {"method": method, "app_key": "qimen-gw", "customerId": "CUST-1", "format": "xml",
+             "sign_method": "md5", "timestamp": "2024-05-02 18:31:00", "v": "2.0"}
+    query["sign"] = doc_sign(query, body, app_secret)
+    return query
+
+
+async def test_push_with_good_sign():
+    conn = make_connector()
+    result = await conn.handle_push({"content-type": "text/xml"}, push_query(CONFIRM_BODY), CONFIRM_BODY)
+    assert result.status_code == 200 and result.media_type == "application/xml"
+    answer = ET.fromstring(result.body.encode())
+    assert (answer.findtext("flag"), answer.findtext("code"), answer.findtext("message")) == ("success", "0", "ok")
+    (event,) = result.events
+    assert event["type"] == "shipment"
+    assert event["order_code"] == "SO-1001" and event["out_biz_code"] == "MSG-0001"
+    shipment = event["shipment"]
+    assert shipment["order_key"] == "SO-1001"
+    assert (shipment["carrier_code"], shipment["tracking_number"], shipment["warehouse"]) == ("ZTO", "ZT7788", "WH-SH")
+    assert shipment["shipped_at"] in ("2024-05-02T10:30:00Z", "2024-05-02T10:30:00+00:00")
+    assert shipment["lines"] == [{"sku": "SKU-A", "quantity": 2}]
+
+
+async def test_push_with_bad_sign():
+    conn = make_connector()
+    query = push_query(CONFIRM_BODY, app_secret="not-the-secret")
+    result = await conn.handle_push({}, query, CONFIRM_BODY)
+    assert result.events == []
+    assert result.status_code == 200 and result.media_type == "application/xml"
+    answer = ET.fromstring(result.body.encode())
+    assert (answer.findtext("flag"), answer.findtext("code"), answer.findtext("message")) == (
+        "failure", "sign-check-failure", "Illegal request")
+    assert SECRET not in result.body
+
+
+async def test_push_with_tampered_body():
+    query = push_query(CONFIRM_BODY)
+    tampered = CONFIRM_BODY.replace(b"ZT7788", b"ZT0000")
+    result = await make_connector().handle_push({}, query, tampered)
+    assert result.events == [] and "sign-check-failure" in result.body
+
+
+async def test_push_unknown_method():
+    body = b"<request><x>1</x></request>"
+    result = await make_connector().handle_push({}, push_query(body, method="taobao.qimen.entryorder.confirm"), body)
+    assert result.events == []
+    assert ET.fromstring(result.body.encode()).findtext("flag") == "failure"
+
+
+async def test_push_with_doctype_is_refused():
+    body = (b'<?xml version="1.0"?><!DOCTYPE request [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+            b"<request><deliveryOrder><deliveryOrderCode>&x;</deliveryOrderCode></deliveryOrder></request>")
+    result = await make_connector().handle_push({}, push_query(body), body)
+    assert result.events == []
+    assert ET.fromstring(result.body.encode()).findtext("flag") == "failure"
+
+
+async def test_push_without_tracking_and_rejected():
+    body = (b"<request><deliveryOrder><deliveryOrderCode>SO-9</deliveryOrderCode><status>REJECT</status>"
+            b"<outBizCode>M9</outBizCode></deliveryOrder></request>")
+    result = await make_connector().handle_push({}, push_query(body), body)
+    assert ET.fromstring(result.body.encode()).findtext("flag") == "success"
+    assert result.events == [{"type": "outbound_status", "order_code": "SO-9", "out_biz_code": "M9",
+                              "status": "REJECT"}]
+
+
+async def test_push_sign_covers_headers_in_top_sign_list():
+    query = {"method": "deliveryorder.confirm", "app_key": "gw", "format": "xml", "sign_method": "md5",
+             "timestamp": "2024-05-02 18:31:00", "v": "2.0"}
+    signed = query | {"x-extra": "1"}
+    query["sign"] = doc_sign(signed, CONFIRM_BODY, SECRET)
+    headers = {"top-sign-list": "x-extra", "x-extra": "1"}
+    result = await make_connector().handle_push(headers, query, CONFIRM_BODY)
+    assert len(result.events) == 1
+
+
+def test_describe_masks_secret_and_config_errors():
+    conn = make_connector()
+    described = conn.describe()
+    assert described["secrets"] == {"app_secret": "********"}
+    assert SECRET not in repr(described) and SECRET not in repr(conn.secrets)
+    assert described["capabilities"] == ["inventory", "outbound_orders", "push"]
+    with pytest.raises(ConfigurationError) as info:
+        QimenConnector.from_config("wms", {"base_url": GATEWAY, "app_key": "a", "customerId": "c",
+                                           "warehouseCode": "w"}, {"app_secert": "typo-secret-value"})
+    assert "typo-secret-value" not in str(info.value)
