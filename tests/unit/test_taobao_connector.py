@@ -1,0 +1,527 @@
+"""Taobao (TOP) connector against a respx-mocked TOP gateway.
+
+The gateway here recomputes every signature with hashlib/hmac from the documented rule (sorted
+name+value pairs, ``sign`` left out; md5 wraps the secret on both sides, hmac = HMAC-MD5,
+hmac-sha256 = HMAC-SHA256, upper-case hex), never with the connector's helper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import pytest
+import respx
+
+from canonical import Shipment
+from connectors.errors import (
+    AuthError,
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+)
+from connectors.http import RetryPolicy
+from connectors.taobao import TaobaoConnector, classify_error
+
+GATEWAY = "http://top.test/router/rest"
+SECRET = "s3cr3t-app-secret-0042"
+SESSION = "6100a1b2c3d4e5f6session-token-77"
+APP_KEY = "12345678"
+SYSTEM = {"method", "app_key", "session", "timestamp", "format", "v", "sign_method", "sign"}
+
+
+def doc_sign(params: dict[str, str], app_secret: str, method: str) -> str:
+    base = "".join(f"{k}{params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
+    if method == "md5":
+        return hashlib.md5((app_secret + base + app_secret).encode()).hexdigest().upper()
+    algo = hashlib.md5 if method == "hmac" else hashlib.sha256
+    return hmac.new(app_secret.encode(), base.encode(), algo).hexdigest().upper()
+
+
+def make_connector(**overrides: Any) -> TaobaoConnector:
+    secrets = overrides.pop("secrets", {"app_secret": SECRET})
+    settings = {"base_url": GATEWAY, "app_key": APP_KEY, "session": SESSION} | overrides
+    conn = TaobaoConnector.from_config("tb-shop", settings, secrets)
+    conn.api.retry = RetryPolicy(attempts=3, max_elapsed_s=5, initial_s=0.001, max_s=0.01)
+    return conn
+
+
+def top_error(code: int, msg: str, sub_code: str = "", sub_msg: str = "") -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "msg": msg, "request_id": "reqid-1"}
+    if sub_code:
+        error["sub_code"] = sub_code
+    if sub_msg:
+        error["sub_msg"] = sub_msg
+    return {"error_response": error}
+
+
+def gmt8(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) - timedelta(hours=8)
+
+
+class FakeTop:
+    """Checks system parameters and signatures, then answers per method via ``handlers``."""
+
+    def __init__(self, sign_method: str = "hmac-sha256") -> None:
+        self.sign_method = sign_method
+        self.handlers: dict[str, Callable[[dict[str, str]], Any]] = {}
+        self.calls: list[tuple[str, dict[str, str], dict[str, str]]] = []  # (method, query, body)
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.delay = 0.0
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        query = dict(request.url.params)
+        body = dict(parse_qsl(request.content.decode(), keep_blank_values=True))
+        params = query | body
+        assert set(query) == SYSTEM, "system parameters travel in the query string"
+        assert not set(body) & SYSTEM, "business parameters travel in the form body"
+        assert params["sign"] == doc_sign(params, SECRET, self.sign_method), "bad signature"
+        assert params["sign_method"] == self.sign_method
+        assert (params["app_key"], params["session"], params["format"], params["v"]) == (
+            APP_KEY, SESSION, "json", "2.0")
+        stamped = gmt8(params["timestamp"])
+        assert abs((stamped - datetime.now(UTC)).total_seconds()) < 120, "timestamp must be GMT+8 now"
+        self.calls.append((params["method"], query, body))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            answer = self.handlers[params["method"]](body)
+        finally:
+            self.in_flight -= 1
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+
+    def methods(self) -> list[str]:
+        return [m for m, _, _ in self.calls]
+
+    def bodies(self, method: str) -> list[dict[str, str]]:
+        return [b for m, _, b in self.calls if m == method]
+
+
+@pytest.fixture
+def top():
+    with respx.mock(assert_all_called=False) as mock:
+        fake = FakeTop()
+        mock.post(host="top.test", path="/router/rest").mock(side_effect=fake)
+        yield fake
+
+
+def trade(tid: int, modified: str, **extra: Any) -> dict[str, Any]:
+    return {"tid": tid, "modified": modified, "seller_nick": "tongdao旗舰店", "status": "WAIT_SELLER_SEND_GOODS",
+            "orders": {"order": [{"oid": tid * 10, "num": 1, "outer_sku_id": "SKU-A"}]}} | extra
+
+
+class Shop:
+    """A seller's trades; serves increment.get newest-modified first, as TOP documents."""
+
+    def __init__(self, trades: list[dict[str, Any]]) -> None:
+        self.trades = {str(t["tid"]): t for t in trades}
+        self.page_hook: Callable[[int, list[dict[str, Any]]], list[dict[str, Any]]] | None = None
+
+    def listing(self, body: dict[str, str]) -> list[dict[str, Any]]:
+        start, end = body["start_modified"], body["end_modified"]
+        rows = [t for t in self.trades.values() if start <= t["modified"] <= end]
+        return sorted(rows, key=lambda t: (t["modified"], t["tid"]), reverse=True)
+
+    def increment(self, body: dict[str, str]) -> dict[str, Any]:
+        assert body["use_has_next"] == "false"
+        assert int(body["page_size"]) <= 100
+        rows = self.listing(body)
+        size, page = int(body["page_size"]), int(body["page_no"])
+        part = rows[(page - 1) * size: page * size]
+        if self.page_hook:
+            part = self.page_hook(page, part)
+        fields = body["fields"].split(",")
+        partial = [{k: t[k] for k in fields if k in t} for t in part]
+        answer: dict[str, Any] = {"total_results": len(rows)}
+        if partial:
+            answer["trades"] = {"trade": partial}
+        return {"trades_sold_increment_get_response": answer}
+
+    def fullinfo(self, body: dict[str, str]) -> dict[str, Any]:
+        found = self.trades.get(body["tid"])
+        if found is None:
+            return top_error(15, "Remote service error", "isv.trade-not-exist", "交易订单不存在")
+        return {"trade_fullinfo_get_response": {"trade": dict(found)}}
+
+    def install(self, fake: FakeTop) -> None:
+        fake.handlers["taobao.trades.sold.increment.get"] = self.increment
+        fake.handlers["taobao.trade.fullinfo.get"] = self.fullinfo
+
+
+# --- wire format ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "hmac", "hmac-sha256"])
+async def test_get_order_wire_format_for_each_sign_method(top, sign_method):
+    top.sign_method = sign_method
+    Shop([trade(3912345678901234567, "2024-05-01 10:00:05", buyer_message="尽快发货")]).install(top)
+    conn = make_connector(sign_method=sign_method)
+    record = await conn.get_order("3912345678901234567")
+    assert record.external_id == "3912345678901234567"
+    assert record.modified_at == datetime(2024, 5, 1, 2, 0, 5, tzinfo=UTC)
+    assert record.payload["buyer_message"] == "尽快发货"
+    (method, query, body), = top.calls
+    assert method == "taobao.trade.fullinfo.get"
+    assert body["tid"] == "3912345678901234567"
+    fields = body["fields"].split(",")
+    assert fields[:6] == ["tid", "type", "status", "payment", "orders", "promotion_details"]
+    assert {"modified", "seller_nick", "receiver_name"} <= set(fields)
+    await conn.aclose()
+
+
+async def test_get_order_not_found_and_bad_tid(top):
+    Shop([]).install(top)
+    conn = make_connector()
+    with pytest.raises(NotFoundError) as info:
+        await conn.get_order("123")
+    assert info.value.code == "isv.trade-not-exist" and not info.value.retryable
+    assert len(top.calls) == 1
+    with pytest.raises(InvalidRequestError):
+        await conn.get_order("T-123")
+
+
+# --- pulling ----------------------------------------------------------------------------------------
+
+
+async def test_window_splitting_60_hours_gives_three_gmt8_windows(top):
+    Shop([]).install(top)
+    conn = make_connector()
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    pages = [p async for p in conn.pull_orders(since, since + timedelta(hours=60))]
+    assert pages == []
+    windows = [(b["start_modified"], b["end_modified"]) for b in top.bodies("taobao.trades.sold.increment.get")]
+    assert windows == [
+        ("2024-05-01 08:00:00", "2024-05-02 08:00:00"),
+        ("2024-05-02 08:00:00", "2024-05-03 08:00:00"),
+        ("2024-05-03 08:00:00", "2024-05-03 20:00:00"),
+    ]
+    for body in top.bodies("taobao.trades.sold.increment.get"):
+        assert (body["page_no"], body["page_size"], body["use_has_next"]) == ("1", "100", "false")
+        assert {"tid", "modified"} <= set(body["fields"].split(","))
+
+
+async def test_smaller_window_setting(top):
+    Shop([]).install(top)
+    conn = make_connector(max_window_hours=0.5)
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    _ = [p async for p in conn.pull_orders(since, since + timedelta(hours=2))]
+    assert len(top.bodies("taobao.trades.sold.increment.get")) == 4
+
+
+async def test_pages_from_last_to_first_and_yields_each_trade_once(top):
+    shop = Shop([trade(100 + i, f"2024-05-01 10:00:0{i}") for i in range(1, 6)])  # tid 101..105
+    # page 2 repeats a trade of page 1 (as when a trade moves up while we page)
+    shop.page_hook = lambda page, part: part + [shop.trades["104"]] if page == 2 else part
+    shop.trades["103"] = shop.trades["103"] | {"seller_nick": ""}  # the platform omitted it
+    shop.install(top)
+    conn = make_connector(page_size=2, shop="our-shop")
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    pages = [p async for p in conn.pull_orders(since, since + timedelta(hours=12))]
+
+    pages_asked = [b["page_no"] for b in top.bodies("taobao.trades.sold.increment.get")]
+    assert pages_asked == ["1", "3", "2", "1"]  # the total first, then from the last page back
+    tids = [r.external_id for page in pages for r in page]
+    assert tids == ["101", "102", "103", "104", "105"]  # oldest modification first, each once
+    assert [len(p) for p in pages] == [2, 2, 1]  # pages of page_size
+    fullinfo = [b["tid"] for b in top.bodies("taobao.trade.fullinfo.get")]
+    assert sorted(fullinfo) == tids  # one fullinfo per tid
+    record = pages[0][0]
+    assert record.payload == shop.trades["101"]  # the fullinfo trade exactly as returned
+    assert record.modified_at == datetime(2024, 5, 1, 2, 0, 1, tzinfo=UTC)
+    missing_nick = next(r for p in pages for r in p if r.external_id == "103")
+    assert missing_nick.payload["seller_nick"] == "our-shop"  # filled from the shop setting
+
+
+async def test_seller_nick_filled_when_platform_omits_it(top):
+    shop = Shop([trade(7, "2024-05-01 10:00:00")])
+    del shop.trades["7"]["seller_nick"]
+    shop.install(top)
+    conn = make_connector(shop="our-shop")
+    record = await conn.get_order("7")
+    assert record.payload["seller_nick"] == "our-shop"
+    assert "seller_nick" not in shop.trades["7"]
+
+
+async def test_trade_repeated_across_windows_is_yielded_once(top):
+    shop = Shop([trade(1, "2024-05-02 08:00:00"), trade(2, "2024-05-01 09:00:00"), trade(3, "2024-05-02 09:00:00")])
+    shop.install(top)
+    conn = make_connector()
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)  # windows meet at 2024-05-02 08:00:00 GMT+8
+    pages = [p async for p in conn.pull_orders(since, since + timedelta(hours=48))]
+    tids = [r.external_id for page in pages for r in page]
+    assert tids == ["2", "1", "3"]
+    assert [b["tid"] for b in top.bodies("taobao.trade.fullinfo.get")].count("1") == 1
+
+
+async def test_trade_modified_again_during_the_pull_is_yielded_again(top):
+    shop = Shop([trade(1, "2024-05-01 09:00:00"), trade(2, "2024-05-02 10:00:00")])
+    plain = shop.fullinfo
+
+    def fullinfo_then_modify(body: dict[str, str]) -> dict[str, Any]:
+        answer = plain(body)
+        if body["tid"] == "1" and shop.trades["1"]["modified"] < "2024-05-02":
+            shop.trades["1"] = shop.trades["1"] | {"modified": "2024-05-02 11:00:00", "status": "TRADE_CLOSED"}
+        return answer
+
+    shop.install(top)
+    top.handlers["taobao.trade.fullinfo.get"] = fullinfo_then_modify
+    conn = make_connector()
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    records = [r async for p in conn.pull_orders(since, since + timedelta(hours=48)) for r in p]
+    assert [(r.external_id, r.payload["status"]) for r in records] == [
+        ("1", "WAIT_SELLER_SEND_GOODS"), ("2", "WAIT_SELLER_SEND_GOODS"), ("1", "TRADE_CLOSED")]
+
+
+async def test_walks_again_when_the_window_grows(top):
+    shop = Shop([trade(100 + i, f"2024-05-01 10:00:0{i}") for i in range(1, 4)])  # 101..103
+    state = {"calls": 0}
+
+    def grow(page: int, part: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        state["calls"] += 1
+        if state["calls"] == 2:  # a new modification lands inside the window while we page
+            shop.trades["104"] = trade(104, "2024-05-01 10:00:09")
+        return part
+
+    shop.page_hook = grow
+    shop.install(top)
+    conn = make_connector(page_size=2)
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    pages = [p async for p in conn.pull_orders(since, since + timedelta(hours=12))]
+    assert [r.external_id for p in pages for r in p] == ["101", "102", "103", "104"]
+    assert [b["page_no"] for b in top.bodies("taobao.trades.sold.increment.get")] == ["1", "2", "1", "2", "1"]
+
+
+async def test_fullinfo_concurrency_is_bounded(top):
+    shop = Shop([trade(1000 + i, "2024-05-01 10:00:00") for i in range(20)])
+    shop.install(top)
+    top.delay = 0.01
+    conn = make_connector(fullinfo_concurrency=3)
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    pages = [p async for p in conn.pull_orders(since, since + timedelta(hours=12))]
+    assert sum(len(p) for p in pages) == 20
+    assert 1 < top.max_in_flight <= 3
+    assert [r.external_id for p in pages for r in p] == [str(1000 + i) for i in range(20)]
+
+
+async def test_naive_datetimes_are_rejected(top):
+    conn = make_connector()
+    with pytest.raises(InvalidRequestError):
+        _ = [p async for p in conn.pull_orders(datetime(2024, 5, 1), datetime(2024, 5, 2))]
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+async def test_throttled_with_ban_seconds(top):
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: top_error(
+        7, "App Call Limited", "accesscontrol.limited-by-app-access-count", "This ban will last for 31 more seconds")
+    conn = make_connector()
+    with pytest.raises(ThrottledError) as info:
+        await conn.get_order("1")
+    assert info.value.retry_after == 31.0 and info.value.retryable
+    assert info.value.code == "accesscontrol.limited-by-app-access-count"
+    assert info.value.to_application_error().next_retry_delay == timedelta(seconds=31)
+    assert len(top.calls) == 1  # a ban longer than the client's max wait goes to Temporal, not to sleep
+
+
+async def test_short_ban_is_waited_out_in_process(top):
+    answers = [top_error(7, "App Call Limited", "accesscontrol.limited-by-api-access-count",
+                         "This ban will last for 0.02 more seconds"),
+               Shop([trade(1, "2024-05-01 10:00:00")]).fullinfo({"tid": "1"})]
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: answers.pop(0)
+    conn = make_connector()
+    conn.api.retry = RetryPolicy(attempts=3, max_elapsed_s=5, initial_s=0.001, max_s=0.05)
+    record = await conn.get_order("1")
+    assert record.external_id == "1" and len(top.calls) == 2
+
+
+async def test_code_7_without_ban_text_defaults_to_one_second():
+    error = classify_error({"code": 7, "msg": "App Call Limited"}, method="m")
+    assert isinstance(error, ThrottledError) and error.retry_after == 1.0
+
+
+async def test_invalid_signature_is_auth_error_not_retried(top):
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: top_error(25, "Invalid signature")
+    with pytest.raises(AuthError) as info:
+        await make_connector().get_order("1")
+    assert not info.value.retryable and info.value.code == "25"
+    assert len(top.calls) == 1
+
+
+async def test_remote_service_error_is_retried_then_succeeds(top):
+    answers = [top_error(15, "Remote service error", "isp.remote-service-error", "连接超时"),
+               Shop([trade(1, "2024-05-01 10:00:00")]).fullinfo({"tid": "1"})]
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: answers.pop(0)
+    record = await make_connector().get_order("1")
+    assert record.external_id == "1"
+    assert len(top.calls) == 2  # each attempt freshly stamped and signed (FakeTop checks both)
+
+
+async def test_remote_service_error_persisting_is_transient(top):
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: top_error(15, "Remote service error",
+                                                                       "isp.top-remote-connection-timeout")
+    with pytest.raises(TransientError) as info:
+        await make_connector().get_order("1")
+    assert info.value.retryable and len(top.calls) == 3
+
+
+async def test_http_5xx_is_retried(top):
+    answers = [httpx.Response(502, text="bad gateway"), Shop([trade(1, "2024-05-01 10:00:00")]).fullinfo({"tid": "1"})]
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: answers.pop(0)
+    assert (await make_connector().get_order("1")).external_id == "1"
+
+
+async def test_non_json_answer_is_transient(top):
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: httpx.Response(200, text="<html>busy</html>")
+    with pytest.raises(TransientError):
+        await make_connector().get_order("1")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ({"code": 7, "msg": "App Call Limited", "sub_code": "accesscontrol.limited-by-api-access-count"},
+         ThrottledError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isp.remote-service-error"}, TransientError),
+        ({"code": 15, "msg": "Remote service error"}, TransientError),
+        ({"code": 10, "msg": "Service Currently Unavailable"}, TransientError),
+        ({"code": 25, "msg": "Invalid signature"}, AuthError),
+        ({"code": 27, "msg": "Invalid session", "sub_code": "invalid-sessionkey"}, AuthError),
+        ({"code": 26, "msg": "Missing session"}, AuthError),
+        ({"code": 28, "msg": "Missing app key"}, AuthError),
+        ({"code": 29, "msg": "Invalid app key"}, AuthError),
+        ({"code": 11, "msg": "Insufficient isv permissions", "sub_code": "isv.permission-api-package-limit"},
+         AuthError),
+        ({"code": 53, "msg": "unauthorised"}, AuthError),
+        ({"code": 40, "msg": "Missing required arguments:tid"}, InvalidRequestError),
+        ({"code": 41, "msg": "Invalid arguments:tid"}, InvalidRequestError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isv.missing-parameter:tid"}, InvalidRequestError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isv.invalid-parameter:fields"},
+         InvalidRequestError),
+        ({"code": 31, "msg": "Invalid timestamp"}, InvalidRequestError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isv.trade-not-exist"}, NotFoundError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isv.logistics-offline-service-error:B01"},
+         NotFoundError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isv.logistics-offline-service-error:B150"},
+         TransientError),
+        ({"code": 15, "msg": "Remote service error", "sub_code": "isv.logistics-offline-service-error:B60"},
+         InvalidRequestError),
+    ],
+)
+def test_classification_table(error, kind):
+    classified = classify_error(error, method="taobao.x")
+    assert type(classified) is kind
+    assert classified.platform == "taobao"
+    assert classified.details["top_code"] == error["code"]
+
+
+# --- shipments --------------------------------------------------------------------------------------
+
+
+def shipment(tracking: str = "SF1234567890") -> Shipment:
+    return Shipment(order_key="taobao:shop:3912345678901234567", carrier_code="SF", tracking_number=tracking,
+                    shipped_at=datetime(2024, 5, 2, 1, 0, tzinfo=UTC))
+
+
+async def test_offline_send_success(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: {
+        "logistics_offline_send_response": {"shipping": {"is_success": True}}}
+    assert await make_connector().push_shipment("3912345678901234567", shipment()) is True
+    (method, _, body), = top.calls
+    assert method == "taobao.logistics.offline.send"
+    assert body == {"tid": "3912345678901234567", "out_sid": "SF1234567890", "company_code": "SF"}
+
+
+B04 = top_error(15, "Remote service error", "isv.logistics-offline-service-error:B04",
+                "订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
+
+
+async def test_offline_send_already_shipped_returns_false(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: B04
+    shipped = trade(3912345678901234567, "2024-05-02 09:00:00", status="WAIT_BUYER_CONFIRM_GOODS")
+    Shop([shipped]).install(top)
+    assert await make_connector().push_shipment("3912345678901234567", shipment()) is False
+    assert top.methods() == ["taobao.logistics.offline.send", "taobao.trade.fullinfo.get"]
+    assert "status" in top.bodies("taobao.trade.fullinfo.get")[0]["fields"].split(",")
+
+
+async def test_offline_send_b04_on_a_closed_trade_raises(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: B04
+    Shop([trade(3912345678901234567, "2024-05-02 09:00:00", status="TRADE_CLOSED")]).install(top)
+    with pytest.raises(InvalidRequestError) as info:
+        await make_connector().push_shipment("3912345678901234567", shipment())
+    assert "TRADE_CLOSED" in info.value.message
+    assert info.value.code == "isv.logistics-offline-service-error:B04"
+
+
+async def test_offline_send_bad_waybill_raises(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: top_error(
+        15, "Remote service error", "isv.logistics-offline-service-error:B60", "运单号不符合规则或已经被使用")
+    with pytest.raises(InvalidRequestError):
+        await make_connector().push_shipment("3912345678901234567", shipment())
+    assert top.methods() == ["taobao.logistics.offline.send"]
+
+
+# --- connectivity, configuration, secrets ---------------------------------------------------------
+
+
+async def test_connectivity_check(top):
+    Shop([trade(1, "2024-05-01 10:00:00")]).install(top)
+    top.handlers["taobao.trades.sold.increment.get"] = lambda body: {
+        "trades_sold_increment_get_response": {"total_results": 3,
+                                               "trades": {"trade": [{"tid": 1, "seller_nick": "tongdao旗舰店"}]}}}
+    summary = await make_connector().test()
+    assert summary.startswith("ok: seller tongdao旗舰店, 3 orders modified in the last 5 min")
+    body = top.bodies("taobao.trades.sold.increment.get")[0]
+    assert body["page_size"] == "1"
+    span = gmt8(body["end_modified"]) - gmt8(body["start_modified"])
+    assert span == timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"max_window_hours": 25}, {"page_size": 101}, {"page_size": 0}, {"sign_method": "sha1"}, {"app_key": ""},
+     {"unknown": 1}, {"base_url": "not a url"}, {"session": ""}],
+)
+def test_bad_configuration(settings):
+    with pytest.raises(ConfigurationError) as info:
+        make_connector(**settings)
+    assert SESSION not in str(info.value) and SECRET not in str(info.value)
+
+
+def test_defaults_and_session_as_secret():
+    conn = TaobaoConnector.from_config("s", {"app_key": "k"}, {"app_secret": SECRET, "session": SESSION})
+    assert conn.settings.base_url == "https://eco.taobao.com/router/rest"
+    assert conn.settings.sign_method == "hmac-sha256"
+    assert (conn.settings.page_size, conn.settings.max_window_hours, conn.settings.fullinfo_concurrency) == (
+        100, 24, 8)
+    assert conn.settings.rate_limit_per_s is None
+    assert conn.capabilities == frozenset({"orders", "shipments"})
+    assert SESSION not in repr(conn) and SESSION not in str(conn.describe())
+
+
+async def test_secrets_never_leak(top):
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: top_error(
+        27, "Invalid session", "invalid-sessionkey", f"session {SESSION} is invalid for app secret {SECRET}")
+    conn = make_connector()
+    with pytest.raises(AuthError) as info:
+        await conn.get_order("1")
+    sign = top.calls[0][1]["sign"]
+    texts = [str(info.value), info.value.message, repr(info.value), str(info.value.details),
+             str(info.value.to_application_error()), repr(conn), str(conn.describe()), repr(conn.settings),
+             repr(conn.secrets)]
+    for text in texts:
+        assert SECRET not in text and SESSION not in text and sign not in text
+    assert conn.describe()["settings"]["session"] == "********"
+    assert conn.describe()["secrets"] == {"app_secret": "********", "session": "********"}
