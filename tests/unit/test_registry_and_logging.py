@@ -1,0 +1,55 @@
+"""Connector registration files and log redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors import load_kinds
+from connectors.errors import ConfigurationError
+from connectors.registry import Registration, instantiate, load_registration, register
+from hub.logging import redact
+from store import open_store
+
+
+def test_shipped_kinds_are_discovered() -> None:
+    kinds = load_kinds()
+    assert {"taobao", "qimen", "kingdee"} <= set(kinds)
+    assert {"orders", "shipments"} <= kinds["taobao"].capabilities
+    assert "outbound_orders" in kinds["qimen"].capabilities
+    assert "sales_documents" in kinds["kingdee"].capabilities
+
+
+def test_registration_round_trip_masks_secrets(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db", None, tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: shop-a\nkind: taobao\nsettings:\n  base_url: http://127.0.0.1:1/router/rest\n"
+        "  app_key: '123'\n  session: sess-value\n  sign_method: md5\nsecrets:\n  app_secret: very-secret\n"
+    )
+    reg = load_registration(path)
+    assert register(store, reg, "alice") is True
+    connector = instantiate(store, "shop-a")
+    shown = str(connector.describe())
+    assert "very-secret" not in shown and "********" in shown
+
+
+def test_registration_errors_name_the_field(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/t.db", None, tmp_path)
+    reg = Registration(name="shop-a", kind="taobao", settings={"base_url": "x", "app_key": "1",
+                                                                "sign_method": "sha1"}, secrets={})
+    with pytest.raises(ConfigurationError) as info:
+        register(store, reg, "alice")
+    assert "settings.sign_method" in str(info.value)
+    with pytest.raises(ConfigurationError, match="unknown connector kind"):
+        register(store, Registration(name="x", kind="nope"), "alice")
+    with pytest.raises(ValueError):
+        Registration(name="Bad Name", kind="taobao")
+
+
+def test_log_redaction() -> None:
+    event = redact(None, "info", {"event": "x", "app_secret": "s", "password": "p", "receiver_mobile": "13800138000",
+                                  "order_key": "taobao:a:1"})
+    assert event["app_secret"] == "********" and event["password"] == "********"
+    assert event["receiver_mobile"] == "13****00" and event["order_key"] == "taobao:a:1"
