@@ -23,7 +23,8 @@ def make_order(**overrides: object) -> Order:
         "modified_at": datetime(2026, 11, 11, 0, 1, tzinfo=GMT8),
         "item_total": "199.00", "total": "189.00", "discount_total": "10.00",
         "receiver": {"name": "张三", "mobile": "13800138000",
-                     "address": {"province": "浙江省", "city": "杭州市", "district": "余杭区", "street": "文一西路969号"}},
+                     "address": {"province": "浙江省", "city": "杭州市", "district": "余杭区",
+                                 "street": "文一西路969号"}},
         "lines": [{"line_id": "1", "sku": "TD-SKU-0001", "quantity": 1, "unit_price": "199.00", "total": "189.00"}],
     }
     data.update(overrides)
