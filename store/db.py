@@ -222,12 +222,13 @@ class Store:
             row = s.get(CursorRow, (connector, stream))
             return row.position if row else None
 
-    def set_cursor(self, connector: str, stream: str, position: datetime) -> None:
+    def set_cursor(self, connector: str, stream: str, position: datetime, force: bool = False) -> None:
+        """Move the cursor forward (never back, unless ``force``: a deliberate re-read)."""
         with self.session() as s:
             row = s.get(CursorRow, (connector, stream))
             if row is None:
                 s.add(CursorRow(connector=connector, stream=stream, position=position, updated_at=now()))
-            elif position > row.position:
+            elif force or position > row.position:
                 row.position, row.updated_at = position, now()
 
     # -- cross references -------------------------------------------------------------------
