@@ -71,6 +71,7 @@ for _name in _EXTRA_FUNCTIONS:
 _MEMBER_ACCESS = re.compile(r"(?<!\w)([A-Za-z_]\w*)(\s*\.\s*([A-Za-z_]\w*)(\s*\()?)?")
 _COMPREHENSION_VAR = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _PARSE_PREFIX = re.compile(r"^Failed to parse expression '.*?':\s*", re.DOTALL)
+_POSITION = re.compile(r"^ERROR: <input>:(\d+):(\d+): (.*)$")
 
 MAX_SOURCE_LENGTH = 4000
 """Expressions are rules, not programs; a very long one is almost certainly a mistake."""
@@ -155,6 +156,18 @@ def _projection(source: str, names: frozenset[str]) -> dict[str, frozenset[str] 
     return {name: (frozenset(k) if k is not None else None) for name, k in keys.items()}
 
 
+def _parse_message(text: str) -> str:
+    """CEL's parser reports ``ERROR: <input>:1:5: Syntax error: ...`` plus a caret drawing; keep one line."""
+    text = _PARSE_PREFIX.sub("", text).strip()
+    first = text.split("\n", 1)[0]
+    match = _POSITION.match(first)
+    if match:
+        line, column, message = match.groups()
+        where = f"column {column}" if line == "1" else f"line {line}, column {column}"
+        return f"{message} (at {where})"
+    return first
+
+
 class CompiledExpr:
     """A compiled CEL expression: evaluate it as often as needed, it is immutable and thread-safe."""
 
@@ -165,7 +178,7 @@ class CompiledExpr:
         try:
             self._program = cel.compile(source)
         except (ValueError, RuntimeError, TypeError) as exc:
-            raise ExpressionCompileError(source, _PARSE_PREFIX.sub("", str(exc)).strip()) from None
+            raise ExpressionCompileError(source, _parse_message(str(exc))) from None
         refs = self._program.references()
         bound = set(_COMPREHENSION_VAR.findall(source))
         self.names: frozenset[str] = frozenset(refs["variables"]) - bound - NAMESPACES

@@ -179,6 +179,14 @@ class FieldRule(BaseModel):
     when: str | None = Field(None, description="CEL condition; the field is left out when false")
     description: str | None = Field(None, description="free text for readers of the spec")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_a_word(cls, data: Any) -> Any:
+        """``on_missing: null`` is YAML's null; the author meant the word."""
+        if isinstance(data, dict) and "on_missing" in data and data["on_missing"] is None:
+            return {**data, "on_missing": "null"}
+        return data
+
     @field_validator("enum", mode="before")
     @classmethod
     def _enum_keys_as_text(cls, value: Any) -> Any:
@@ -203,7 +211,7 @@ class FieldRule(BaseModel):
     def _check(self) -> FieldRule:
         problems = list(_rule_problems(self))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # split again by _describe, one issue per line
         return self
 
 
@@ -251,9 +259,14 @@ def _rule_problems(rule: FieldRule) -> Iterator[str]:
         text = getattr(rule, key)
         if text is not None:
             try:
-                compile_expr(text)
+                compiled = compile_expr(text)
             except ExpressionError as exc:
                 yield f"{key}: {exc.message} (expression: {text})"
+                continue
+            unknown = sorted(compiled.names - EXPR_NAMES - {"index"})
+            if unknown:
+                yield (f"{key}: unknown name {', '.join(map(repr, unknown))} "
+                       f"(expressions see {', '.join(sorted(EXPR_NAMES | {'index'}))})")
 
 
 def _format_problems(rule: FieldRule) -> Iterator[str]:
@@ -344,7 +357,8 @@ def read_document(text: str | bytes, source: str) -> SpecDocument:
     try:
         return SpecDocument.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(source, [_describe(error) for error in exc.errors(include_url=False)]) from None
+        issues = [issue for error in exc.errors(include_url=False) for issue in _describe(error)]
+        raise SpecError(source, issues) from None
 
 
 def field_label(loc: tuple[Any, ...]) -> str:
@@ -363,18 +377,19 @@ def field_label(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "(spec)"
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any) -> list[str]:
+    """One pydantic error → issues naming the field (a rule's own checks may report several)."""
     loc = tuple(error["loc"])
     kind = error["type"]
     if kind == "extra_forbidden":
         known = FieldRule.model_fields if len(loc) > 1 else SpecDocument.model_fields
-        return f"{field_label(loc[:-1])}: unknown key {loc[-1]!r} (known: {', '.join(known)})"
+        return [f"{field_label(loc[:-1])}: unknown key {loc[-1]!r} (known: {', '.join(known)})"]
     if kind in ("model_type", "dict_type") and loc and loc[-1] != "fields":
-        return f"{field_label(loc)}: expected a rule like {{path: ...}}, got {error.get('input')!r}"
+        return [f"{field_label(loc)}: expected a rule like {{path: ...}}, got {error.get('input')!r}"]
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind in ("literal_error", "string_type", "int_type", "bool_type", "int_parsing", "bool_parsing"):
         message += f" (got {error.get('input')!r})"
-    return f"{field_label(loc)}: {message}"
+    return [f"{field_label(loc)}: {line}" for line in message.split("\n")]
 
 
 # --------------------------------------------------------------------------- target models
@@ -387,12 +402,12 @@ def resolve_target(target: str) -> type[BaseModel] | None:
         return None
     module, _, name = target.partition(".")
     if module != "canonical" or not name.isidentifier():
-        raise ValueError(f"target {target!r}: use dict or canonical.<Model> (e.g. canonical.Order)")
+        raise ValueError(f"{target!r}: use dict or canonical.<Model> (e.g. canonical.Order)")
     import canonical
 
     model = getattr(canonical, name, None)
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
-        raise ValueError(f"target {target!r}: canonical has no model {name!r}")
+        raise ValueError(f"{target!r}: canonical has no model {name!r}")
     return model
 
 
@@ -452,15 +467,11 @@ class SpecChecker:
                     self.issues.append(f"{prefix}{name}: required by {model.__name__} but not mapped")  # type: ignore[union-attr]
 
     def _rule(self, rule: FieldRule, label: str, annotation: Any, in_each: bool, model_checks: bool) -> None:
-        names = EXPR_NAMES | ({"index"} if in_each or rule.each is not None else frozenset())
         for key in ("expr", "when", "filter"):
             text = getattr(rule, key)
-            if text is None:
-                continue
-            unknown = sorted(compile_expr(text).names - names)
-            if unknown:
-                self.issues.append(f"{label}.{key}: unknown name {', '.join(map(repr, unknown))} "
-                                   f"(expressions see {', '.join(sorted(names))})")
+            in_list = in_each or (key == "filter" and rule.each is not None)
+            if text is not None and not in_list and "index" in compile_expr(text).names:
+                self.issues.append(f"{label}.{key}: index is only defined inside each (the item's position)")
         if rule.lookup is not None and rule.lookup not in self.doc.lookups:
             self.issues.append(f"{label}.lookup: table {rule.lookup!r} is not declared in the spec's lookups")
         if rule.fallback is not None:

@@ -1,0 +1,477 @@
+"""Tests of the Taobao TOP gateway simulator.
+
+Requests are signed here with an independent, hand-written version of TOP's rule (not the
+simulator's helper), so a wrong rule in the simulator cannot agree with itself; the simulator's own
+``top_sign`` is checked against the documented example and RFC HMAC vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from simulators.catalog import CATALOG
+from simulators.faults import FaultConfig
+from simulators.server import BackgroundServer
+from simulators.taobao import TaobaoSimulator, top_sign
+
+APP_KEY, SECRET = "12345678", "sim-secret-0001"
+SESSION_A, SESSION_B = "session-a", "session-b"
+SHOP_A, SHOP_B = "测试店铺A", "测试店铺B"
+NOW = datetime(2025, 6, 18, 4, 0, 0, tzinfo=UTC)
+GMT8 = timezone(timedelta(hours=8))
+INCREMENT = "taobao.trades.sold.increment.get"
+FULLINFO = "taobao.trade.fullinfo.get"
+SEND = "taobao.logistics.offline.send"
+ALL_FIELDS = ("tid,type,status,created,modified,pay_time,payment,total_fee,post_fee,discount_fee,buyer_nick,"
+              "seller_nick,receiver_name,receiver_mobile,receiver_phone,receiver_state,receiver_city,"
+              "receiver_district,receiver_town,receiver_address,receiver_zip,buyer_message,step_trade_status,"
+              "step_paid_fee,orders")
+
+
+def gmt8(moment: datetime) -> str:
+    return moment.astimezone(GMT8).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def independent_sign(params: dict[str, str], secret: str, method: str) -> str:
+    """TOP rule written out by hand: sorted name+value (no sign, no empty), digest, upper hex."""
+    text = "".join(k + params[k] for k in sorted(params) if k != "sign" and params[k] != "")
+    if method == "md5":
+        return hashlib.md5((secret + text + secret).encode()).hexdigest().upper()
+    algo = hashlib.md5 if method == "hmac" else hashlib.sha256
+    return hmac.new(secret.encode(), text.encode(), algo).hexdigest().upper()
+
+
+def make_sim(**overrides: Any) -> TaobaoSimulator:
+    options: dict[str, Any] = {
+        "apps": {APP_KEY: SECRET}, "shops": {SESSION_A: SHOP_A, SESSION_B: SHOP_B}, "orders_per_shop": 30,
+        "malformed_per_shop": 4, "seed": 42, "now": NOW,
+    }
+    options.update(overrides)
+    return TaobaoSimulator(**options)
+
+
+class Top:
+    """A tiny TOP client over the simulator's ASGI app."""
+
+    def __init__(self, sim: TaobaoSimulator, client: httpx.AsyncClient) -> None:
+        self.sim = sim
+        self.client = client
+
+    def params(self, method: str, business: dict[str, Any], *, session: str = SESSION_A, sign_method: str = "md5",
+               secret: str = SECRET, **system: str) -> dict[str, str]:
+        params = {"method": method, "app_key": APP_KEY, "session": session, "timestamp": gmt8(self.sim.now()),
+                  "format": "json", "v": "2.0", "sign_method": sign_method,
+                  **{k: str(v) for k, v in business.items()}}
+        params.update(system)
+        params["sign"] = independent_sign(params, secret, sign_method)
+        return params
+
+    async def call(self, method: str, business: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        params = self.params(method, business or {}, **kwargs)
+        system = {k: params.pop(k) for k in list(params) if k in
+                  ("method", "app_key", "session", "timestamp", "format", "v", "sign_method", "sign")}
+        response = await self.client.post("/router/rest", params=system, data=params)
+        assert response.status_code == 200
+        return response.json()
+
+    async def window(self, start: datetime, end: datetime, **business: Any) -> dict[str, Any]:
+        body = await self.call(INCREMENT, {"fields": "tid,modified,status", "start_modified": gmt8(start),
+                                           "end_modified": gmt8(end), **business})
+        return body.get("trades_sold_increment_get_response") or body
+
+    async def walk(self, start: datetime, end: datetime, page_size: int) -> list[dict[str, Any]]:
+        first = await self.window(start, end, page_size=page_size)
+        pages = max(1, -(-first["total_results"] // page_size))
+        trades = list(first.get("trades", {}).get("trade", []))
+        for page_no in range(2, pages + 1):
+            answer = await self.window(start, end, page_size=page_size, page_no=page_no)
+            trades += answer.get("trades", {}).get("trade", [])
+        return trades
+
+
+@pytest.fixture
+async def top() -> AsyncIterator[Top]:
+    sim = make_sim()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url="http://top.test") as client:
+        yield Top(sim, client)
+
+
+async def client_for(sim: TaobaoSimulator) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=sim.app), base_url="http://top.test")
+
+
+def error(body: dict[str, Any]) -> dict[str, Any]:
+    assert "error_response" in body, body
+    return body["error_response"]
+
+
+# --------------------------------------------------------------------------- signing
+
+
+def test_sign_matches_documented_example_and_hmac_vectors() -> None:
+    doc = {"method": "taobao.item.seller.get", "app_key": "12345678", "session": "test",
+           "timestamp": "2016-01-01 12:00:00", "format": "json", "v": "2.0", "sign_method": "md5",
+           "fields": "num_iid,title,nick,price,num", "num_iid": "11223344"}
+    # open.taobao.com docId=101617 example
+    assert top_sign(doc, "helloworld", "md5") == "66987CB115214E59E6EC978214934FB8"
+    # "Hi" + " There" concatenates to RFC 2202 / RFC 4231 test case 1
+    assert top_sign({"Hi": " There"}, "\x0b" * 16, "hmac") == "9294727A3638BB1C13F48EF8158BFC9D"
+    assert top_sign({"Hi": " There"}, "\x0b" * 20, "hmac-sha256") == (
+        "B0344C61D8DB38535CA8AFCEAF0BF12B881DC200C9833DA726E9376C2E32CFF7")
+    assert top_sign({**doc, "sign": "X", "empty": ""}, "helloworld", "md5") == "66987CB115214E59E6EC978214934FB8"
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "hmac", "hmac-sha256"])
+async def test_every_sign_method_is_accepted(top: Top, sign_method: str) -> None:
+    tid = top.sim.orders(SHOP_A)[0]["tid"]
+    body = await top.call(FULLINFO, {"fields": "tid,status", "tid": tid}, sign_method=sign_method)
+    assert body["trade_fullinfo_get_response"]["trade"] == {"tid": tid, "status": "WAIT_SELLER_SEND_GOODS"}
+    assert body["trade_fullinfo_get_response"]["request_id"]
+
+
+async def test_get_with_query_string_only(top: Top) -> None:
+    tid = top.sim.orders(SHOP_A)[0]["tid"]
+    params = top.params(FULLINFO, {"fields": "tid", "tid": tid}, sign_method="hmac-sha256")
+    body = (await top.client.get("/router/rest", params=params)).json()
+    assert body["trade_fullinfo_get_response"]["trade"]["tid"] == tid
+
+
+async def test_wrong_signature_is_code_25_and_counted(top: Top) -> None:
+    tid = top.sim.orders(SHOP_A)[0]["tid"]
+    bad = error(await top.call(FULLINFO, {"fields": "tid", "tid": tid}, secret="not-the-secret"))
+    assert bad["code"] == 25 and bad["msg"] == "Invalid signature" and "sub_code" not in bad
+    params = top.params(FULLINFO, {"fields": "tid", "tid": tid})
+    params["sign"] = params["sign"].lower()  # the documented form is upper-case hex
+    assert error((await top.client.post("/router/rest", data=params)).json())["code"] == 25
+    params = top.params(FULLINFO, {"fields": "tid", "tid": tid})
+    params["fields"] = "tid,status"  # tampered after signing
+    assert error((await top.client.post("/router/rest", data=params)).json())["code"] == 25
+    assert top.sim.state()["rejected_signatures"] == 3
+
+
+async def test_system_parameter_errors(top: Top) -> None:
+    tid = top.sim.orders(SHOP_A)[0]["tid"]
+    business = {"fields": "tid", "tid": tid}
+    stale = gmt8(top.sim.now() - timedelta(minutes=11))
+    assert error(await top.call(FULLINFO, business, timestamp=stale))["code"] == 31
+    assert error(await top.call(FULLINFO, business, timestamp=gmt8(top.sim.now() + timedelta(minutes=11))))[
+        "code"] == 31
+    assert error(await top.call(FULLINFO, business, timestamp="2025-06-18T12:00:00"))["code"] == 31
+    ok = await top.call(FULLINFO, business, timestamp=gmt8(top.sim.now() - timedelta(minutes=9)))
+    assert "trade_fullinfo_get_response" in ok
+    invalid_session = error(await top.call(FULLINFO, business, session="nope"))
+    assert (invalid_session["code"], invalid_session["sub_code"]) == (27, "invalid-sessionkey")
+    assert error(await top.call("taobao.no.such.api", business))["code"] == 22
+    assert error(await top.call(FULLINFO, business, format="xml"))["code"] == 23
+    assert error(await top.call(FULLINFO, business, v="1.0"))["code"] == 34
+    params = top.params(FULLINFO, business)
+    params["app_key"] = "99999999"
+    unknown_app = error((await top.client.post("/router/rest", data=params)).json())
+    assert (unknown_app["code"], unknown_app["msg"], unknown_app["sub_code"]) == (
+        29, "Invalid app Key", "isv.appkey-not-exists")
+    del params["method"]
+    assert error((await top.client.post("/router/rest", data=params)).json())["code"] == 21
+    missing = error(await top.call(FULLINFO, {"fields": "tid"}))
+    assert (missing["code"], missing["msg"]) == (40, "Missing required arguments:tid")
+
+
+# --------------------------------------------------------------------------- increment
+
+
+async def test_window_longer_than_one_day_is_rejected(top: Top) -> None:
+    end = top.sim.now()
+    too_long = error(await top.window(end - timedelta(days=1, seconds=1), end))
+    assert too_long["code"] == 15 and too_long["sub_code"] == "isv.invalid-parameter"
+    assert error(await top.window(end, end))["sub_code"] == "isv.invalid-parameter"  # end must be > start
+    exactly_one_day = await top.window(end - timedelta(days=1), end)
+    assert exactly_one_day["total_results"] == 30
+
+
+async def test_pagination_walks_every_trade_once_newest_modified_first(top: Top) -> None:
+    end = top.sim.now()
+    trades = await top.walk(end - timedelta(hours=12), end, page_size=7)
+    tids = [t["tid"] for t in trades]
+    assert len(tids) == len(set(tids)) == 30
+    assert set(tids) == {t["tid"] for t in top.sim.orders(SHOP_A)}
+    assert not set(tids) & {t["tid"] for t in top.sim.orders(SHOP_B)}
+    keys = [(t["modified"], t["tid"]) for t in trades]
+    assert keys == sorted(keys, reverse=True)
+    assert all(set(t) == {"tid", "modified", "status"} for t in trades)
+
+
+async def test_page_size_default_max_and_has_next(top: Top) -> None:
+    end = top.sim.now()
+    start = end - timedelta(hours=12)
+    default = await top.window(start, end)
+    assert len(default["trades"]["trade"]) == 30 and "has_next" not in default
+    assert error(await top.window(start, end, page_size=101))["code"] == 41
+    first = await top.window(start, end, page_size=20, use_has_next="true")
+    assert first["has_next"] is True and "total_results" not in first
+    last = await top.window(start, end, page_size=20, page_no=2, use_has_next="true")
+    assert last["has_next"] is False and len(last["trades"]["trade"]) == 10
+    empty = await top.window(start, end, page_size=20, page_no=3)
+    assert empty["total_results"] == 30 and "trades" not in empty
+
+
+async def test_increment_returns_only_partial_trades(top: Top) -> None:
+    end = top.sim.now()
+    answer = await top.window(end - timedelta(hours=12), end,
+                              fields="tid,payment,receiver_name,receiver_mobile,orders.oid")
+    trade = answer["trades"]["trade"][0]
+    assert set(trade) == {"tid", "payment", "orders"}
+    assert all(set(o) == {"oid"} for o in trade["orders"]["order"])
+
+
+async def test_status_and_old_trades_filters(top: Top) -> None:
+    end = top.sim.now()
+    none = await top.window(end - timedelta(hours=12), end, status="TRADE_FINISHED")
+    assert none["total_results"] == 0
+    assert error(await top.window(end - timedelta(hours=12), end, status="SHIPPED"))["code"] == 41
+    top.sim.advance(timedelta(days=91).total_seconds())  # "只能获取到三个月以内的交易信息"
+    later = top.sim.now()
+    assert (await top.window(later - timedelta(hours=1), later))["total_results"] == 0
+
+
+# --------------------------------------------------------------------------- fullinfo
+
+
+async def test_fullinfo_fields_types_and_ownership(top: Top) -> None:
+    single = next(t for t in top.sim.orders(SHOP_A) if len(t["orders"]["order"]) == 1 and "step_trade_status"
+                  not in t and t["tid"] not in top.sim.state()["malformed"])
+    body = await top.call(FULLINFO, {"fields": ALL_FIELDS + ",num_iid,title", "tid": single["tid"]})
+    trade = body["trade_fullinfo_get_response"]["trade"]
+    assert isinstance(trade["tid"], int) and len(str(trade["tid"])) >= 18
+    assert trade["status"] == "WAIT_SELLER_SEND_GOODS" and trade["seller_nick"] == SHOP_A
+    assert trade["title"] == SHOP_A and trade["num_iid"] == trade["orders"]["order"][0]["num_iid"]
+    for key in ("created", "modified", "pay_time"):
+        datetime.strptime(trade[key], "%Y-%m-%d %H:%M:%S")
+    for key in ("payment", "total_fee", "post_fee", "discount_fee"):
+        assert Decimal(trade[key]) == Decimal(trade[key]).quantize(Decimal("0.01")) and "." in trade[key]
+    assert trade["receiver_mobile"].isdigit() and len(trade["receiver_mobile"]) == 11
+    assert trade["receiver_mobile"].startswith("1") and trade["receiver_address"]
+    assert Decimal(trade["payment"]) == (Decimal(trade["total_fee"]) + Decimal(trade["post_fee"])
+                                         - Decimal(trade["discount_fee"]))
+    line = trade["orders"]["order"][0]
+    assert {"oid", "num_iid", "sku_id", "outer_iid", "outer_sku_id", "title", "price", "num", "total_fee",
+            "payment", "discount_fee", "adjust_fee", "status", "refund_status"} <= set(line)
+    assert Decimal(line["payment"]) == Decimal(trade["payment"])  # single line: includes the post fee
+    sku_ids = {str(item["sku_id"]) for item in CATALOG}
+    assert line["sku_id"] in sku_ids and line["outer_sku_id"].startswith("TD-SKU-")
+    only = await top.call(FULLINFO, {"fields": "tid,receiver_name", "tid": single["tid"]})
+    assert set(only["trade_fullinfo_get_response"]["trade"]) == {"tid", "receiver_name"}
+    foreign = top.sim.orders(SHOP_B)[0]["tid"]
+    for tid in (foreign, 1234567890123456789):
+        missing = error(await top.call(FULLINFO, {"fields": "tid", "tid": tid}))
+        assert (missing["code"], missing["sub_code"]) == (15, "isv.trade-not-exist")
+    assert error(await top.call(FULLINFO, {"fields": "tid", "tid": "12ab"}))["code"] == 41
+
+
+async def test_multi_line_trades_sum_up(top: Top) -> None:
+    multi = [t for t in top.sim.orders(SHOP_A) if len(t["orders"]["order"]) > 1 and t["payment"].count(".")]
+    assert multi
+    for trade in multi:
+        lines = trade["orders"]["order"]
+        assert "num_iid" not in trade  # goods fields only on single-line trades
+        assert sum(Decimal(o["payment"]) for o in lines) + Decimal(trade["post_fee"]) == Decimal(trade["payment"])
+        assert len({o["oid"] for o in lines}) == len(lines)
+
+
+async def test_presale_trades_exist() -> None:
+    sim = make_sim(orders_per_shop=150, malformed_per_shop=0)
+    steps = [t for t in sim.orders(SHOP_A) if t["type"] == "step"]
+    assert steps and all(t["step_trade_status"] == "FRONT_PAID_FINAL_PAID" for t in steps)
+    assert all(t["step_paid_fee"] == t["payment"] for t in steps)
+
+
+# --------------------------------------------------------------------------- offline.send
+
+
+async def test_offline_send_ships_once_and_counts_repeats(top: Top) -> None:
+    trade = top.sim.orders(SHOP_A)[0]
+    tid, before = trade["tid"], trade["modified"]
+    top.sim.advance(60)
+    ok = await top.call(SEND, {"tid": tid, "out_sid": "SF1234567890", "company_code": "SF"})
+    assert ok["logistics_offline_send_response"]["shipping"] == {"is_success": True}
+    shipped = top.sim.get_trade(tid)
+    assert shipped is not None and shipped["status"] == "WAIT_BUYER_CONFIRM_GOODS"
+    assert shipped["modified"] > before and shipped["consign_time"] == shipped["modified"]
+    assert all(o["invoice_no"] == "SF1234567890" for o in shipped["orders"]["order"])
+    # the shipped trade comes back in an increment pull over the last minutes
+    recent = await top.window(top.sim.now() - timedelta(minutes=5), top.sim.now())
+    assert [t["tid"] for t in recent["trades"]["trade"]] == [tid]
+    assert recent["trades"]["trade"][0]["status"] == "WAIT_BUYER_CONFIRM_GOODS"
+    again = error(await top.call(SEND, {"tid": tid, "out_sid": "SF1234567890", "company_code": "SF"}))
+    assert (again["code"], again["sub_code"]) == (15, "isv.logistics-offline-service-error:B04")
+    state = top.sim.state()
+    assert state["shipped_count"] == 1 and state["shipment_repeat_attempts"] == 1
+    assert state["shipments"][tid]["out_sid"] == "SF1234567890" and state["shipment_attempts"] == 2
+
+
+async def test_offline_send_errors(top: Top) -> None:
+    a, b = top.sim.orders(SHOP_A)[:2]
+    foreign = top.sim.orders(SHOP_B)[0]["tid"]
+    not_found = error(await top.call(SEND, {"tid": foreign, "out_sid": "YT1234567890", "company_code": "YTO"}))
+    assert not_found["sub_code"] == "isv.logistics-offline-service-error:B01"
+    bad_company = error(await top.call(SEND, {"tid": a["tid"], "out_sid": "YT1234567890", "company_code": "XX"}))
+    assert bad_company["sub_code"].endswith(":B56")
+    assert error(await top.call(SEND, {"tid": a["tid"], "company_code": "YTO"}))["code"] == 40
+    await top.call(SEND, {"tid": a["tid"], "out_sid": "YT1234567890", "company_code": "YTO"})
+    reused = error(await top.call(SEND, {"tid": b["tid"], "out_sid": "YT1234567890", "company_code": "YTO"}))
+    assert reused["sub_code"].endswith(":B60")
+    half = error(await top.call(SEND, {"tid": b["tid"], "out_sid": "YT2234567890", "company_code": "YTO",
+                                       "is_split": 1}))
+    assert half["sub_code"].endswith(":CD25")
+    assert top.sim.state()["shipment_repeat_attempts"] == 0 and top.sim.state()["shipped_count"] == 1
+
+
+async def test_split_shipment() -> None:
+    sim = make_sim()
+    trade = next(t for t in sim.orders(SHOP_A) if len(t["orders"]["order"]) > 1)
+    oids = [o["oid"] for o in trade["orders"]["order"]]
+    async with await client_for(sim) as client:
+        top = Top(sim, client)
+        first = await top.call(SEND, {"tid": trade["tid"], "out_sid": "ZT1000000001", "company_code": "ZTO",
+                                      "is_split": 1, "sub_tid": oids[0]})
+        assert "logistics_offline_send_response" in first
+        assert sim.get_trade(trade["tid"])["status"] == "SELLER_CONSIGNED_PART"  # type: ignore[index]
+        rest = ",".join(str(oid) for oid in oids[1:])
+        await top.call(SEND, {"tid": trade["tid"], "out_sid": "ZT1000000002", "company_code": "ZTO",
+                              "is_split": 1, "sub_tid": rest})
+    assert sim.get_trade(trade["tid"])["status"] == "WAIT_BUYER_CONFIRM_GOODS"  # type: ignore[index]
+    assert len(sim.state()["shipments"][trade["tid"]]["packages"]) == 2
+
+
+# --------------------------------------------------------------------------- throttling and faults
+
+
+async def test_calls_per_second_limit_gives_code_7() -> None:
+    sim = make_sim(calls_per_second=1)
+    tid = sim.orders(SHOP_A)[0]["tid"]
+    async with await client_for(sim) as client:
+        top = Top(sim, client)
+        answers = [await top.call(FULLINFO, {"fields": "tid", "tid": tid}) for _ in range(3)]
+    assert "trade_fullinfo_get_response" in answers[0]
+    limited = [a["error_response"] for a in answers if "error_response" in a]
+    assert limited and all(e["code"] == 7 for e in limited)
+    assert limited[0]["sub_code"] == "accesscontrol.limited-by-app-access-count"
+    assert limited[0]["sub_msg"] == "This ban will last for 1 more seconds"
+    assert sim.state()["throttled"] == len(limited) == sim.state()["rate_limited"]
+
+
+async def test_throttle_fault_uses_retry_after(top: Top) -> None:
+    top.sim.faults.reconfigure(FaultConfig(throttle_rate=1.0, retry_after_s=42))
+    limited = error(await top.call(FULLINFO, {"fields": "tid", "tid": 1}))
+    assert (limited["code"], limited["msg"]) == (7, "App Call Limited")
+    assert limited["sub_msg"] == "This ban will last for 42 more seconds"
+    assert top.sim.state()["faults"]["throttle"] == 1 and top.sim.state()["throttled"] == 1
+
+
+async def test_error_5xx_fault_styles() -> None:
+    for style in ("isp", "http503"):
+        sim = make_sim(faults=FaultConfig(error_5xx_rate=1.0), server_error_style=style)
+        async with await client_for(sim) as client:
+            params = Top(sim, client).params(FULLINFO, {"fields": "tid", "tid": 1})
+            response = await client.post("/router/rest", data=params)
+        if style == "http503":
+            assert response.status_code == 503
+        else:
+            failure = error(response.json())
+            assert failure["code"] == 15 and failure["sub_code"].startswith("isp.")
+
+
+async def test_duplicate_fault_repeats_a_trade_in_a_page(top: Top) -> None:
+    top.sim.faults.reconfigure(FaultConfig(duplicate_rate=1.0))
+    answer = await top.window(top.sim.now() - timedelta(hours=12), top.sim.now(), page_size=10)
+    tids = [t["tid"] for t in answer["trades"]["trade"]]
+    assert len(tids) == 11 and len(set(tids)) == 10 and answer["total_results"] == 30
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_malformed_orders_are_present_and_recorded() -> None:
+    sim = make_sim()
+    state = sim.state()
+    assert state["orders_created"] == 60 and state["orders_malformed"] == 8
+    kinds = list(state["malformed"].values())
+    assert sorted(set(kinds)) == ["bad_payment", "empty_address", "invalid_mobile", "unknown_sku"]
+    known_skus = {str(item["sku_id"]) for item in CATALOG}
+    for tid, kind in state["malformed"].items():
+        trade = sim.get_trade(tid)
+        assert trade is not None
+        if kind == "empty_address":
+            assert trade["receiver_address"] == ""
+        elif kind == "invalid_mobile":
+            mobile = trade["receiver_mobile"]
+            assert not (mobile.isdigit() and len(mobile) == 11)
+        elif kind == "unknown_sku":
+            assert any(o["sku_id"] not in known_skus for o in trade["orders"]["order"])
+        else:
+            assert "," in trade["payment"] and "." not in trade["payment"]
+    good = [t for t in sim.orders(SHOP_A) if t["tid"] not in state["malformed"]]
+    assert all(o["sku_id"] in known_skus for t in good for o in t["orders"]["order"])
+    assert all(t["receiver_mobile"].isdigit() and len(t["receiver_mobile"]) == 11 for t in good)
+
+
+def test_same_seed_same_data_other_seed_other_tids() -> None:
+    first, second, other = make_sim(), make_sim(), make_sim(seed=43)
+    assert first.orders(SHOP_A) == second.orders(SHOP_A)
+    assert first.state()["malformed"] == second.state()["malformed"]
+    assert {t["tid"] for t in first.orders(SHOP_A)}.isdisjoint({t["tid"] for t in other.orders(SHOP_A)})
+
+
+def test_orders_spread_before_now() -> None:
+    sim = make_sim(spread_hours=2)
+    for trade in sim.orders(SHOP_A):
+        created = datetime.strptime(trade["created"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
+        modified = datetime.strptime(trade["modified"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
+        assert NOW - timedelta(hours=2) <= created <= modified <= NOW
+
+
+async def test_add_orders_shows_up_in_live_pull(top: Top) -> None:
+    top.sim.advance(300)
+    tids = top.sim.add_orders(SESSION_A, 3, malformed=1)
+    assert len(tids) == 3 and top.sim.state()["orders_created"] == 63
+    recent = await top.window(top.sim.now() - timedelta(minutes=1), top.sim.now())
+    assert {t["tid"] for t in recent["trades"]["trade"]} == set(tids)
+    assert len(set(tids) & set(top.sim.state()["malformed"])) == 1
+
+
+# --------------------------------------------------------------------------- admin and server
+
+
+async def test_admin_routes(top: Top) -> None:
+    state = (await top.client.get("/_sim/state")).json()
+    assert state["orders_created"] == 60 and len(state["malformed_tids"]) == 8
+    config = (await top.client.post("/_sim/faults", json={"throttle_rate": 1.0, "retry_after_s": 3})).json()
+    assert config["throttle_rate"] == 1.0
+    assert (await top.client.post("/_sim/faults", json={"throttle_rate": 5})).status_code == 422
+    assert error(await top.call(FULLINFO, {"fields": "tid", "tid": 1}))["code"] == 7
+    added = (await top.client.post("/_sim/orders", json={"shop": SHOP_B, "n": 2})).json()
+    assert len(added["tids"]) == 2
+
+
+async def test_simplify_drops_wrappers(top: Top) -> None:
+    end = top.sim.now()
+    body = await top.call(INCREMENT, {"fields": "tid,orders", "start_modified": gmt8(end - timedelta(hours=12)),
+                                      "end_modified": gmt8(end), "page_size": 5, "simplify": "true"})
+    assert isinstance(body["trades"], list) and isinstance(body["trades"][0]["orders"], list)
+
+
+def test_background_server_round_trip() -> None:
+    sim = make_sim(orders_per_shop=2, malformed_per_shop=0)
+    tid = sim.orders(SHOP_A)[0]["tid"]
+    with BackgroundServer(sim.app) as server:
+        params = sim.signed_params(FULLINFO, {"fields": "tid,status", "tid": tid}, session=SESSION_A,
+                                   sign_method="hmac")
+        body = httpx.post(f"{server.base_url}/router/rest", data=params, timeout=5).json()
+    assert body["trade_fullinfo_get_response"]["trade"]["tid"] == tid
+    assert sim.state()["requests"][FULLINFO] == 1
