@@ -32,15 +32,18 @@ from mappings.spec import (
     SpecDocument,
     SpecError,
     SpecNotFoundError,
-    _key_text,
     check_document,
+    key_text,
     parse_path,
     path_text,
     read_document,
     resolve_timezone,
 )
 
-__all__ = ["SPECS_DIR", "MappingError", "MappingResult", "MappingSpec", "load_spec", "parse_spec"]
+__all__ = [
+    "SPECS_DIR", "MappingError", "MappingResult", "MappingSpec", "SpecError", "SpecNotFoundError", "load_spec",
+    "mask", "parse_spec",
+]
 
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 """Where ``load_spec("taobao_order")`` looks."""
@@ -86,7 +89,7 @@ def mask(value: str) -> str:
 def _display(value: Any, personal: bool) -> str | None:
     if value is None:
         return None
-    text = value if isinstance(value, str) else _key_text(value) if isinstance(value, int | Decimal) else repr(value)
+    text = value if isinstance(value, str) else key_text(value) if isinstance(value, int | Decimal) else repr(value)
     if personal:
         return mask(text)
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
@@ -176,7 +179,7 @@ def _to_string(node: _Node, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | Decimal):
-        return _key_text(value)
+        return key_text(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, datetime | date):
@@ -470,7 +473,7 @@ class _Node:
         return self._each(scope)
 
     def _map_enum(self, value: Any) -> Any:
-        key = _key_text(value)
+        key = key_text(value)
         if key in self.enum:  # type: ignore[operator]
             return self.enum[key]  # type: ignore[index]
         if self.has_enum_default:
@@ -479,7 +482,7 @@ class _Node:
         raise _Failure(f"unknown value {{value}}; expected one of: {known}", value, self)
 
     def _look_up(self, value: Any, scope: _Scope) -> tuple[Any, bool]:
-        key = _key_text(value)
+        key = key_text(value)
         lookups = scope.run.lookups
         found = lookups.get(self.lookup, key) if lookups is not None else None  # type: ignore[arg-type]
         if found is not None:
@@ -689,5 +692,3 @@ def load_spec(path_or_name: str | Path) -> MappingSpec:
     path = _resolve(path_or_name)
     return parse_spec(path.read_bytes(), name=path.stem, source=str(path))
 
-
-__all__ += ["SpecError", "SpecNotFoundError", "mask"]

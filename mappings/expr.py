@@ -190,9 +190,12 @@ class CompiledExpr:
         self._functions = {
             full: _EXTRA_FUNCTIONS[full] for short in self.functions for full in _BY_SHORT_NAME.get(short, ())
         }
-        projection = _projection(source, self.names)
-        self._plan: tuple[tuple[str, frozenset[str] | None], ...] = tuple(
-            (name, projection.get(name)) for name in sorted(self.names)
+        # Comprehension variables are passed too when the context has them: `item` may be both
+        # the context's item and, inside `.map(item, ...)`, a bound name; CEL scopes them itself.
+        referenced = frozenset(refs["variables"]) - NAMESPACES
+        projection = _projection(source, referenced)
+        self._plan: tuple[tuple[str, frozenset[str] | None, bool], ...] = tuple(
+            (name, projection.get(name), name in self.names) for name in sorted(referenced)
         )
 
     def __repr__(self) -> str:
@@ -205,15 +208,18 @@ class CompiledExpr:
         variable the context does not provide.
         """
         variables: dict[str, Any] = {}
-        for name, keys in self._plan:
+        for name, keys, free in self._plan:
             if name not in context:
+                if not free:
+                    continue
                 raise ExpressionEvalError(self.source, f"unknown name {name!r}")
             value = context[name]
             if keys is not None and type(value) is dict:
                 value = {k: value[k] for k in keys if k in value}
             variables[name] = to_cel(value)
         try:
-            result = self._program.execute(cel.Context(variables, self._functions))
+            ctx = cel.Context(variables, self._functions) if self._functions else cel.Context(variables)
+            result = self._program.execute(ctx)
         except KeyError as exc:
             raise ExpressionEvalError(self.source, f"no such key: {exc.args[0]!r} (guard it with has())") from None
         except Exception as exc:  # the binding raises RuntimeError/TypeError/ValueError/ZeroDivisionError

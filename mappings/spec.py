@@ -139,7 +139,7 @@ def resolve_timezone(name: str) -> tzinfo:
 # --------------------------------------------------------------------------- the schema
 
 
-def _key_text(key: Any) -> str:
+def key_text(key: Any) -> str:
     """Enum keys and lookup keys compare as text: YAML ``1:`` and JSON ``"1"`` must match."""
     if isinstance(key, bool):
         return "true" if key else "false"
@@ -191,7 +191,7 @@ class FieldRule(BaseModel):
     @classmethod
     def _enum_keys_as_text(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {_key_text(k): v for k, v in value.items()}
+            return {key_text(k): v for k, v in value.items()}
         return value
 
     @property
@@ -543,6 +543,7 @@ __all__ = [
     "SpecNotFoundError",
     "check_document",
     "field_label",
+    "key_text",
     "parse_path",
     "path_text",
     "read_document",

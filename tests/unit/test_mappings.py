@@ -179,6 +179,17 @@ def test_model_errors_are_translated_with_source_paths(taobao: MappingSpec, trad
     assert taobao.source_path_for(("receiver", "address", "street")) == "receiver_address"
 
 
+def test_filtered_lists_keep_source_indexes_in_errors(trade: dict[str, Any]) -> None:
+    each = "    each: orders.order\n"
+    text = Path(load_spec("taobao_order").source).read_text()
+    text = text.replace(each, each + "    filter: \"item.refund_status != 'SUCCESS'\"\n")
+    spec = parse_spec(text, name="taobao_order_without_refunds")
+    trade["orders"]["order"][0]["refund_status"] = "SUCCESS"
+    trade["orders"]["order"][1]["num"] = 0
+    error = errors_by_target(spec.apply(trade, SKUS))["lines[0].quantity"]
+    assert error.source_path == "orders.order[1].num"  # output line 0 is source line 1
+
+
 def test_phones_and_names_are_masked_in_errors() -> None:
     spec = parse_spec("""
 target: dict
