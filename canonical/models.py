@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, computed_field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -128,6 +128,14 @@ class Order(_Model):
     lines: list[OrderLine] = Field(min_length=1)
     tags: list[OrderTag] = Field(default_factory=list)
     buyer_message: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived_key(cls, data: object) -> object:
+        """``key`` is derived and dumped for readers; accept it back from a dump, never trust it."""
+        if isinstance(data, dict) and "key" in data:
+            data = {k: v for k, v in data.items() if k != "key"}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -224,12 +224,17 @@ class Store:
 
     def set_cursor(self, connector: str, stream: str, position: datetime, force: bool = False) -> None:
         """Move the cursor forward (never back, unless ``force``: a deliberate re-read)."""
-        with self.session() as s:
-            row = s.get(CursorRow, (connector, stream))
-            if row is None:
-                s.add(CursorRow(connector=connector, stream=stream, position=position, updated_at=now()))
-            elif force or position > row.position:
-                row.position, row.updated_at = position, now()
+        for _ in range(3):
+            try:
+                with self.session() as s:
+                    row = s.get(CursorRow, (connector, stream))
+                    if row is None:
+                        s.add(CursorRow(connector=connector, stream=stream, position=position, updated_at=now()))
+                    elif force or position > row.position:
+                        row.position, row.updated_at = position, now()
+                return
+            except IntegrityError:  # two runs created the row at once; the next pass updates it
+                continue
 
     # -- cross references -------------------------------------------------------------------
     def set_xref(self, table: str, values: dict[str, str]) -> None:

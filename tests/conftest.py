@@ -1,1 +1,5 @@
-"""Shared fixtures. Integration fixtures (embedded Temporal server) live in tests/integration."""
+"""Shared test setup: quiet, readable logs. Integration fixtures live in tests/integration."""
+
+from hub.logging import configure
+
+configure("console", "WARNING")

@@ -15,9 +15,10 @@ from typing import Any
 
 import structlog
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from canonical import Order, Shipment, order_key, validate_order
 from connectors.base import OrderSource, OutboundOrderTarget, SalesDocumentTarget, ShipmentSink
@@ -261,25 +262,38 @@ class HubActivities:
         return counts
 
     async def _signal_with_start(self, wf: Any, wf_id: str, inp: OrderInput, raw_id: int) -> str:
+        """Start the order's workflow, or tell the running one about this version of the order.
+
+        The id is the business key and the conflict policy is FAIL with REJECT_DUPLICATE reuse, so a
+        second start of the same order is refused by the server itself; the refused caller signals
+        instead (and a finished order ignores a repeat pull entirely).
+        """
         try:
-            handle: WorkflowHandle = await self.client.start_workflow(
+            await self.client.start_workflow(
                 wf.run, inp, id=wf_id, task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                start_signal="order_seen", start_signal_args=[OrderSeen(raw_id=raw_id)],
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 search_attributes=search_attributes_for(inp),
             )
+            return "started"
         except WorkflowAlreadyStartedError:
-            return "already_done"  # the order's workflow finished; a repeat pull changes nothing
-        return "started" if handle.first_execution_run_id else "signalled"
+            pass
+        try:
+            await self.client.get_workflow_handle(wf_id).signal("order_seen", OrderSeen(raw_id=raw_id))
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return "already_done"  # the order's workflow finished; a repeat pull changes nothing
+            raise
+        return "signalled"
 
 
 def search_attributes_for(inp: OrderInput) -> Any:
-    from temporalio.common import TypedSearchAttributes
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
     return TypedSearchAttributes([
-        search.CHANNEL.value_set(inp.channel),
-        search.SHOP.value_set(inp.shop),
-        search.EXTERNAL_ORDER_ID.value_set(inp.external_id),
-        search.CONNECTOR.value_set(inp.source),
-        search.STAGE.value_set("received"),
+        SearchAttributePair(search.CHANNEL, inp.channel),
+        SearchAttributePair(search.SHOP, inp.shop),
+        SearchAttributePair(search.EXTERNAL_ORDER_ID, inp.external_id),
+        SearchAttributePair(search.CONNECTOR, inp.source),
+        SearchAttributePair(search.STAGE, "received"),
     ])

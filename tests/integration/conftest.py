@@ -29,7 +29,7 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
 
 def hub_settings(tmp_path: Path, server: EmbeddedTemporal) -> Settings:
     return Settings(home=tmp_path / "var", temporal_address=server.address, api_port=free_port(),
-                    task_queue=f"test-{uuid.uuid4().hex[:8]}", log_format="console", log_level="WARNING")
+                    task_queue=f"test-{uuid.uuid4().hex[:8]}", log_format="console", log_level="INFO")
 
 
 @pytest.fixture
