@@ -70,6 +70,18 @@ async def create_ingest_schedule(client: Client, task_queue: str, inp: IngestInp
     return schedule_id
 
 
+async def _remove_schedules(client: Client, schedule_ids: list[str]) -> None:
+    """Delete the demo's schedules and stop their in-flight runs: the simulators go away with us."""
+    for sid in schedule_ids:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(sid).delete()
+        query = f'WorkflowId STARTS_WITH "{sid}" AND ExecutionStatus = "Running"'
+        with contextlib.suppress(RPCError):
+            async for wf in client.list_workflows(query):
+                with contextlib.suppress(RPCError):
+                    await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("demo finished")
+
+
 class DemoSystems:
     """The simulated outside world: one TOP gateway with two shops, a WMS, an ERP."""
 
@@ -176,9 +188,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         return summary
     finally:
         if rt.client is not None:
-            for sid in schedules:
-                with contextlib.suppress(RPCError):
-                    await rt.client.get_schedule_handle(sid).delete()
+            await _remove_schedules(rt.client, schedules)
         await rt.stop()
         with contextlib.suppress(Exception):
             await systems.wms.aclose()

@@ -74,7 +74,7 @@ class EmbeddedTemporal:
     def start(self, timeout: float = 60.0) -> EmbeddedTemporal:
         if port_open("127.0.0.1", self.port):
             self.reused = True
-            log.info("temporal.reused", address=self.address)
+            log.info("temporal.reused", temporal=self.address)
             return self
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path or self.db_path.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by process
@@ -90,7 +90,7 @@ class EmbeddedTemporal:
                 self.stop()
                 raise RuntimeError(f"temporal dev server did not listen on {self.port} within {timeout}s")
             time.sleep(0.1)
-        log.info("temporal.started", address=self.address, db=str(self.db_path), pid=self.process.pid)
+        log.info("temporal.started", temporal=self.address, db=str(self.db_path), pid=self.process.pid)
         return self
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -11,9 +11,9 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+from connectors.registry import register
 from hub.demo import DemoSystems
 from hub.runtime import HubRuntime
-from connectors.registry import register
 from simulators.catalog import CATALOG
 from workflows.ingest import IngestWorkflow
 from workflows.models import IngestInput, Route
