@@ -85,9 +85,12 @@ async def _remove_schedules(client: Client, schedule_ids: list[str]) -> None:
 class DemoSystems:
     """The simulated outside world: one TOP gateway with two shops, a WMS, an ERP."""
 
-    def __init__(self, orders: int, seed: int, run_id: str, callback_url: str) -> None:
+    def __init__(self, orders: int, seed: int, run_id: str, callback_url: str,
+                 malformed_per_shop: int | None = None) -> None:
         per_shop = max(1, orders // 2)
-        self.malformed_per_shop = max(1, round(per_shop * 0.02))
+        if malformed_per_shop is None:  # "a few": about 2%
+            malformed_per_shop = max(1, round(per_shop * 0.02))
+        self.malformed_per_shop = malformed_per_shop
         self.shops = {f"session-a-{run_id}": f"demo-a-{run_id}", f"session-b-{run_id}": f"demo-b-{run_id}"}
         self.taobao = TaobaoSimulator(apps={APP_KEY: APP_SECRET}, shops=self.shops, orders_per_shop=per_shop,
                                       malformed_per_shop=self.malformed_per_shop, seed=seed)

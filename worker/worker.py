@@ -19,6 +19,7 @@ def activities_of(acts: HubActivities) -> list:
         acts.prepare_order,
         acts.create_wms_order,
         acts.create_erp_order,
+        acts.resolve_quarantine,
         acts.poll_shipment,
         acts.write_back_shipment,
         acts.load_cursor,

@@ -108,8 +108,6 @@ class HubActivities:
                               hub_code=code, mapping_hash=spec.content_hash)
         assert canonical is not None
         self.store.upsert_order(order.key, stage="mapped", canonical=canonical.model_dump(mode="json"), **common)
-        if inp.was_parked:
-            self.store.resolve_quarantine(order.key)
         bind.info("order.mapped", mapping_hash=spec.content_hash[:12], skus=canonical.skus)
         return StepResult(ok=True, skus=canonical.skus, hub_code=code, mapping_hash=spec.content_hash)
 
@@ -122,9 +120,12 @@ class HubActivities:
     async def _park_on_permanent(self, step: str, inp: StepInput, exc: ConnectorError) -> StepResult:
         if exc.retryable:
             raise exc.to_application_error() from exc
+        row = await asyncio.to_thread(self.store.get_order, inp.order.key)
         qid = await asyncio.to_thread(
             self.store.park, order_key=inp.order.key, workflow_id=inp.workflow_id, connector=inp.order.source,
-            raw_id=inp.order.raw_id, stage=step, reason=str(exc), errors=[{"target": step, "message": str(exc)}],
+            raw_id=row.raw_id if row else inp.order.raw_id, stage=step, reason=str(exc),
+            errors=[{"target": step, "source_path": "", "value": None, "message": str(exc)}],
+            mapping_name=row.mapping_name if row else "", mapping_hash=row.mapping_hash if row else "",
         )
         await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="quarantined")
         log.warning("order.quarantined", workflow_id=inp.workflow_id, order_key=inp.order.key, stage=step,
@@ -151,8 +152,6 @@ class HubActivities:
             return await self._park_on_permanent("wms", inp, exc)
         await asyncio.to_thread(self.store.upsert_order, inp.order.key, wms_connector=route.wms,
                                 wms_order_id=result.external_id, stage="in_wms")
-        if inp.was_parked:
-            await asyncio.to_thread(self.store.resolve_quarantine, inp.order.key)
         log.info("wms.outbound_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
                  wms_order_id=result.external_id, created=result.created)
         return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
@@ -176,11 +175,14 @@ class HubActivities:
             return await self._park_on_permanent("erp", inp, exc)
         await asyncio.to_thread(self.store.upsert_order, inp.order.key, erp_connector=route.erp,
                                 erp_number=result.number or code)
-        if inp.was_parked:
-            await asyncio.to_thread(self.store.resolve_quarantine, inp.order.key)
         log.info("erp.sales_order_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
                  erp_id=result.external_id, created=result.created)
         return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
+
+    @activity.defn(name="resolve_quarantine")
+    async def resolve_quarantine(self, order_key: str) -> None:
+        """The parked order went through after a replay: close its quarantine entry."""
+        await asyncio.to_thread(self.store.resolve_quarantine, order_key)
 
     @activity.defn(name="poll_shipment")
     async def poll_shipment(self, inp: StepInput) -> ShipmentInfo | None:

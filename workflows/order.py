@@ -84,17 +84,7 @@ class OrderWorkflow:
         resume = inp.resume_stage
 
         if resume != "awaiting_shipment":
-            await self._until_ok("mapping", lambda parked: workflow.execute_local_activity_method(
-                HubActivities.prepare_order,
-                PrepareInput(order=inp, raw_id=self._raw_id or inp.raw_id, workflow_id=wf_id, was_parked=parked),
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=STEP_RETRY,
-            ), new_raw_restarts=True)
-            self._set_stage("mapped")
-            await asyncio.gather(
-                self._until_ok("wms", lambda parked: self._activity(HubActivities.create_wms_order, inp, parked)),
-                *([self._until_ok("erp", lambda parked: self._activity(HubActivities.create_erp_order, inp, parked))]
-                  if inp.route.erp else []),
-            )
+            await self._map_and_send(inp, wf_id)
 
         self._set_stage("awaiting_shipment")
         while self._shipment is None:
@@ -123,32 +113,69 @@ class OrderWorkflow:
                             tracking_number=shipment.tracking_number)
 
     # -- helpers ------------------------------------------------------------------------------
+    async def _map_and_send(self, inp: OrderInput, wf_id: str) -> None:
+        """Map, then create in WMS and ERP in parallel; on a parked failure wait for a fix and redo.
+
+        A replay re-maps from the latest raw document with the current spec before retrying the
+        targets, so a fix to a mapping or a cross-reference takes effect. Re-sending to a target
+        that already has the document is harmless: both creates are idempotent by the hub code.
+        """
+        parked = False
+        while True:
+            prepared = await workflow.execute_local_activity_method(
+                HubActivities.prepare_order,
+                PrepareInput(order=inp, raw_id=self._raw_id or inp.raw_id, workflow_id=wf_id, was_parked=parked),
+                start_to_close_timeout=timedelta(seconds=30), retry_policy=STEP_RETRY,
+            )
+            self._note(prepared)
+            if prepared.ok:
+                self._set_stage("mapped")
+                steps = [self._activity(HubActivities.create_wms_order, inp, parked)]
+                if inp.route.erp:
+                    steps.append(self._activity(HubActivities.create_erp_order, inp, parked))
+                results = await asyncio.gather(*steps)
+                if all(r.ok for r in results):
+                    if parked:
+                        await workflow.execute_local_activity_method(
+                            HubActivities.resolve_quarantine, inp.key, start_to_close_timeout=timedelta(seconds=30))
+                    return
+                self._parked_reason = next(r.reason for r in results if not r.ok)
+            parked = True
+            await self._wait_for_fix(allow_new_version=True)
+
+    async def _until_ok(self, step: str, call: Callable[[bool], Awaitable[StepResult]]) -> StepResult:
+        """Run a step; while it parks the order, wait for a replay and retry it."""
+        parked = False
+        while True:
+            result = await call(parked)
+            self._note(result)
+            if result.ok:
+                return result
+            parked = True
+            self._parked_reason = result.reason
+            await self._wait_for_fix(allow_new_version=False)
+            self._set_stage(f"retrying_{step}")
+
+    def _note(self, result: StepResult) -> None:
+        if result.hub_code:
+            self._hub_code = result.hub_code
+        if result.skus:
+            workflow.upsert_search_attributes([search.SKUS.value_set(result.skus)])
+        if not result.ok:
+            self._parked_reason = result.reason
+
+    async def _wait_for_fix(self, allow_new_version: bool) -> None:
+        self._set_stage("quarantined")
+        self._replay = False
+        self._new_raw = False
+        await workflow.wait_condition(lambda: self._replay or (allow_new_version and self._new_raw))
+        self._set_stage("replaying")
+
     def _activity(self, method: Callable, inp: OrderInput, parked: bool) -> Awaitable[StepResult]:
         return workflow.execute_activity_method(
             method, StepInput(order=inp, workflow_id=workflow.info().workflow_id, was_parked=parked),
             start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
         )
-
-    async def _until_ok(self, step: str, call: Callable[[bool], Awaitable[StepResult]],
-                        new_raw_restarts: bool = False) -> StepResult:
-        """Run a step; while it parks the order, wait for a replay (or a new version) and retry."""
-        parked = False
-        while True:
-            if new_raw_restarts:
-                self._new_raw = False
-            result = await call(parked)
-            if result.hub_code:
-                self._hub_code = result.hub_code
-            if result.skus:
-                workflow.upsert_search_attributes([search.SKUS.value_set(result.skus)])
-            if result.ok:
-                return result
-            parked = True
-            self._parked_reason = result.reason
-            self._set_stage("quarantined")
-            self._replay = False
-            await workflow.wait_condition(lambda: self._replay or (new_raw_restarts and self._new_raw))
-            self._set_stage(f"retrying_{step}")
 
     def _set_stage(self, stage: str) -> None:
         if stage != self._stage:
