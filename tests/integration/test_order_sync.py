@@ -8,8 +8,10 @@ malformed orders are quarantined and a replay after a fix completes them.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from connectors.registry import register
 from hub.demo import DemoSystems
@@ -39,6 +41,44 @@ def setup_systems(hub: HubRuntime, orders: int, run_id: str, malformed_per_shop:
     route = Route(channel="taobao", wms="demo-wms", erp="demo-erp",
                   context={"warehouse_code": "WH-HZ01", "owner_code": "TONGDAO", "customer": "CUST-TAOBAO"})
     return systems, route
+
+
+def completed_orders(hub: HubRuntime) -> list:
+    assert hub.store
+    from sqlalchemy import select
+
+    from store.tables import OrderRow
+
+    with hub.store.session() as s:
+        return list(s.scalars(select(OrderRow).where(OrderRow.stage == "completed")))
+
+
+async def assert_no_personal_data_in_history(hub: HubRuntime, systems: DemoSystems, key: str) -> None:
+    """Auditors read histories: receiver name, phone and address must not be in any payload."""
+    import base64
+    import re
+
+    assert hub.client
+    trade = systems.taobao.get_trade(key.rsplit(":", 1)[1])
+    assert trade is not None
+    history = (await hub.client.get_workflow_handle(f"order:{key}").fetch_history()).to_json()
+    payloads = "\n".join(base64.b64decode(m).decode("utf-8", "replace")
+                          for m in re.findall(r'"data":\s*"([A-Za-z0-9+/=]+)"', history))
+    assert payloads and trade["tid"] and str(trade["tid"]) in payloads
+    for field in ("receiver_name", "receiver_mobile", "receiver_address"):
+        assert trade[field] and str(trade[field]) not in payloads, field
+
+
+async def record_histories(hub: HubRuntime, workflows: dict[str, str]) -> None:
+    """With TONGDAO_RECORD_HISTORIES=1, save these workflows' histories for tests/test_replay.py."""
+    if os.environ.get("TONGDAO_RECORD_HISTORIES") != "1":
+        return
+    assert hub.client
+    out = Path(__file__).parents[1] / "histories"
+    out.mkdir(exist_ok=True)
+    for name, wf_id in workflows.items():
+        history = await hub.client.get_workflow_handle(wf_id).fetch_history()
+        (out / f"{name}.json").write_text(history.to_json())
 
 
 async def ingest(hub: HubRuntime, connector: str, route: Route, wf_id: str):  # noqa: ANN201
@@ -121,6 +161,12 @@ async def test_malformed_orders_are_parked_and_a_replay_after_a_fix_completes_th
         assert hub.store.get_order(entries[tid].order_key).stage == "completed"
         assert systems.figures()["wms_duplicates"] == 0 and systems.figures()["erp_duplicates"] == 0
         assert len(hub.store.list_quarantine("open")) == len(malformed) - 1
+        await assert_no_personal_data_in_history(hub, systems, entries[tid].order_key)
+        await record_histories(hub, {
+            "order_sync_replayed": f"order:{entries[tid].order_key}",
+            "order_sync_completed": next(f"order:{r.key}" for r in completed_orders(hub) if r.external_id != tid),
+            "order_ingest": "ingest-q-a",
+        })
     finally:
         await systems.wms.aclose()
         systems.stop()
