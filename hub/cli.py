@@ -94,6 +94,12 @@ def up(
     from hub.runtime import HubRuntime
 
     async def main() -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         rt = await HubRuntime(s, headless_ui=headless, run_api=role in ("all", "api"),
                               run_worker=role in ("all", "worker")).start()
         console.print(f"[green]Tongdao is up.[/green] API: {s.api_url}  (OpenAPI: {s.api_url}/docs)")
@@ -103,7 +109,7 @@ def up(
             console.print(f"Temporal history: {s.temporal_db}")
         console.print("Ctrl-C to stop.")
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             console.print("stopping...")
             await rt.stop()
@@ -121,15 +127,18 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="print a JSON summary as the last line"),
     seed: int = typer.Option(None, "--seed", help="simulator seed (default: a new one per run)"),
     timeout: float = typer.Option(600, "--timeout", help="give up after this many seconds"),
+    chaos: bool = typer.Option(False, "--chaos", help="inject 5xx, throttling, latency and duplicates"),
 ) -> None:
     """Run the demo: two Taobao shops' simulators → Qimen WMS + Kingdee ERP, through real workflows.
 
-    Example: `tongdao demo --orders 200 --json`. Exits non-zero when the systems disagree.
+    Example: `tongdao demo --orders 200 --json` or `tongdao demo --chaos`. Exits non-zero when the systems
+    disagree.
     """
     from hub.demo import run_demo
 
     s = _settings()
-    summary = asyncio.run(run_demo(s, orders=orders, seed=seed, timeout_s=timeout, show_progress=True))
+    summary = asyncio.run(run_demo(s, orders=orders, seed=seed, timeout_s=timeout, show_progress=True,
+                                   chaos=chaos))
     if as_json:
         out.print_json(data=summary) if sys.stdout.isatty() else print(json.dumps(summary, default=str))
     raise typer.Exit(0 if summary.get("ok") else 1)

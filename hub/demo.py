@@ -33,6 +33,7 @@ from hub.logging import configure
 from hub.runtime import HubRuntime
 from hub.settings import Settings
 from simulators.catalog import CATALOG
+from simulators.faults import FaultConfig
 from simulators.kingdee import KingdeeSimulator
 from simulators.qimen import QimenWmsSimulator
 from simulators.server import BackgroundServer, free_port
@@ -102,6 +103,15 @@ class DemoSystems:
         self.servers = [BackgroundServer(self.taobao.app), BackgroundServer(self.wms.app),
                         BackgroundServer(self.erp.app)]
 
+    def inject_chaos(self, seed: int) -> None:
+        """Faults on every simulated system: 5xx, throttling with Retry-After, latency, duplicates
+        (a repeated trade in a page, a confirmation pushed twice, an ERP save whose reply is lost)."""
+        chaos = FaultConfig(latency_ms=5, error_5xx_rate=0.05, throttle_rate=0.03, retry_after_s=1,
+                            duplicate_rate=0.05, seed=seed)
+        self.taobao.faults.reconfigure(chaos)
+        self.wms.set_faults(chaos)
+        self.erp.set_faults(chaos)
+
     def start(self) -> None:
         for server in self.servers:
             server.start()
@@ -129,6 +139,10 @@ class DemoSystems:
                                  secrets={"password": ERP_PASSWORD}))
         return regs
 
+    def faults_injected(self) -> dict[str, dict[str, int]]:
+        return {"taobao": dict(self.taobao.faults.injected), "wms": dict(self.wms.state()["faults_injected"]),
+                "erp": dict(self.erp.state()["faults_injected"])}
+
     def figures(self) -> dict[str, int]:
         tb, wms, erp = self.taobao.state(), self.wms.state(), self.erp.state()
         return {
@@ -144,7 +158,7 @@ class DemoSystems:
 
 
 async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = None, timeout_s: float = 600,
-                   show_progress: bool = True) -> dict[str, Any]:
+                   show_progress: bool = True, chaos: bool = False) -> dict[str, Any]:
     configure(settings.log_format, "WARNING")
     console = Console(stderr=True)
     run_id = f"{int(time.time()) % 1_000_000:06d}"
@@ -153,6 +167,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         settings = settings.model_copy(update={"api_port": free_port()})  # `tongdao up` holds the default
     started = time.monotonic()
     systems = DemoSystems(orders, seed, run_id, settings.callback_url("demo-wms"))
+    if chaos:
+        systems.inject_chaos(seed)
     rt = HubRuntime(settings)
     schedules: list[str] = []
     try:
@@ -181,6 +197,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             "temporal_db": str(settings.temporal_db) if settings.embedded else None,
             "run_id": run_id,
             "seed": seed,
+            "chaos": chaos,
+            "faults_injected": systems.faults_injected(),
         }
         summary["ok"] = (
             figures["wms_outbound_orders"] == good and figures["erp_sales_orders"] == good

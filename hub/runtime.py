@@ -21,6 +21,7 @@ from store import Store, open_store
 from worker.client import connect
 from worker.embedded import EmbeddedTemporal
 from worker.worker import build_worker
+from workflows import search
 
 log = structlog.get_logger("tongdao.runtime")
 
@@ -47,6 +48,9 @@ class HubRuntime:
                                              headless=self.headless_ui, namespace=s.temporal_namespace)
             await asyncio.to_thread(self.temporal.start)
         self.client = await connect(s.temporal_target, s.temporal_namespace)
+        added = await search.ensure_registered(self.client, s.temporal_namespace)
+        if added:
+            log.info("temporal.search_attributes_added", names=added)
         self.store = await asyncio.to_thread(
             open_store, s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
         self.pool = ConnectorPool(self.store)

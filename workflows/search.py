@@ -20,3 +20,16 @@ def cli_flags() -> list[str]:
     kinds = {"KEYWORD": "Keyword", "KEYWORD_LIST": "KeywordList", "TEXT": "Text", "INT": "Int"}
     return [f"--search-attribute={k.name}={kinds[k.indexed_value_type.name.removeprefix('INDEXED_VALUE_TYPE_')]}"
             for k in ALL]
+
+
+async def ensure_registered(client: object, namespace: str) -> list[str]:
+    """Register any missing search attribute (a reused or external server may lack them)."""
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    service = client.operator_service  # type: ignore[attr-defined]
+    existing = await service.list_search_attributes(ListSearchAttributesRequest(namespace=namespace))
+    missing = {k.name: int(k.indexed_value_type) for k in ALL if k.name not in existing.custom_attributes}
+    if missing:
+        await service.add_search_attributes(AddSearchAttributesRequest(namespace=namespace,
+                                                                       search_attributes=missing))
+    return sorted(missing)
