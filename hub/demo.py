@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -178,6 +178,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         assert rt.store and rt.client
         for reg in systems.registrations(run_id):
             register(rt.store, reg, "demo")
+            # the demo's connectors point at fresh simulators: start their cursors a day back
+            rt.store.set_cursor(reg.name, "orders", datetime.now(UTC) - timedelta(days=1), force=True)
         rt.store.set_xref("sku", {str(item["sku_id"]): item["sku"] for item in CATALOG})
         route = Route(channel="taobao", wms="demo-wms", erp="demo-erp",
                       context={"warehouse_code": WAREHOUSE, "owner_code": OWNER, "customer": CUSTOMER,

@@ -47,3 +47,24 @@ def test_demo_cli_prints_json_summary_last(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert SUMMARY_KEYS <= set(summary) and summary["ok"] is True
+
+
+async def test_demo_under_chaos_still_agrees(tmp_path: Path) -> None:
+    """5xx, throttling with Retry-After, lost ERP replies, repeated WMS confirmations and repeated
+    trades in pages: every retry path is taken, and still nothing is lost and nothing doubled."""
+    summary = await run_demo(demo_settings(tmp_path), orders=40, seed=9, timeout_s=240, show_progress=False,
+                             chaos=True)
+    injected = summary["faults_injected"]
+    assert sum(injected["taobao"].values()) > 0 and sum(injected["erp"].values()) > 0
+    assert sum(injected["wms"].values()) > 0
+    good = summary["orders_created"] - summary["orders_malformed"]
+    assert summary["wms_outbound_orders"] == summary["erp_sales_orders"] == summary["tracking_written_back"] == good
+    assert summary["wms_duplicates"] == summary["erp_duplicates"] == 0
+    assert summary["ok"] is True
+
+
+async def test_a_second_demo_run_on_the_same_home_works(tmp_path: Path) -> None:
+    settings = demo_settings(tmp_path)
+    first = await run_demo(settings, orders=10, seed=1, timeout_s=120, show_progress=False)
+    second = await run_demo(settings, orders=10, seed=2, timeout_s=120, show_progress=False)
+    assert first["ok"] and second["ok"]
