@@ -40,6 +40,7 @@ from workflows.models import (
     StepInput,
     StepResult,
 )
+from workflows.routing import resolve_route
 
 log = structlog.get_logger("tongdao.activities")
 
@@ -97,6 +98,14 @@ class HubActivities:
                 stage = "validation"
                 errors = [{"target": p.field, "source_path": "", "value": p.value, "message": p.message}
                           for p in validate_order(canonical)]
+        route = None
+        if canonical is not None and not errors and order.route.rules:
+            try:
+                route = resolve_route(order.route, canonical)
+            except Exception as exc:  # a rule that cannot be evaluated on this order parks it
+                stage = "routing"
+                errors = [{"target": "route", "source_path": f"flow {order.route.flow}", "value": None,
+                           "message": str(exc)[:300]}]
         if errors:
             self.store.upsert_order(order.key, stage="quarantined", canonical=None, **common)
             reason = "; ".join(f"{e['target']}: {e['message']}" for e in errors[:5])
@@ -109,7 +118,7 @@ class HubActivities:
         assert canonical is not None
         self.store.upsert_order(order.key, stage="mapped", canonical=canonical.model_dump(mode="json"), **common)
         bind.info("order.mapped", mapping_hash=spec.content_hash[:12], skus=canonical.skus)
-        return StepResult(ok=True, skus=canonical.skus, hub_code=code, mapping_hash=spec.content_hash)
+        return StepResult(ok=True, skus=canonical.skus, hub_code=code, mapping_hash=spec.content_hash, route=route)
 
     def _load_order(self, inp: OrderInput) -> tuple[Order, str]:
         row = self.store.get_order(inp.key)
@@ -258,7 +267,8 @@ class HubActivities:
                 activity.heartbeat(counts.model_dump())
         except ConnectorError as exc:
             raise exc.to_application_error() from exc
-        await asyncio.to_thread(self.store.set_cursor, win.connector, win.stream, win.until)
+        if win.advance_cursor:
+            await asyncio.to_thread(self.store.set_cursor, win.connector, win.stream, win.until)
         log.info("ingest.window", connector=win.connector, since=win.since.isoformat(), until=win.until.isoformat(),
                  **counts.model_dump())
         return counts
@@ -298,4 +308,6 @@ def search_attributes_for(inp: OrderInput) -> Any:
         SearchAttributePair(search.EXTERNAL_ORDER_ID, inp.external_id),
         SearchAttributePair(search.CONNECTOR, inp.source),
         SearchAttributePair(search.STAGE, "received"),
+        *([SearchAttributePair(search.FLOW_NAME, inp.route.flow),
+           SearchAttributePair(search.FLOW_VERSION, inp.route.flow_version)] if inp.route.flow else []),
     ])

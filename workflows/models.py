@@ -11,8 +11,21 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 
 
+class RouteRule(BaseModel):
+    """A routing condition (CEL over ``order``, the canonical order) and where matching orders go."""
+
+    when: str
+    wms: str | None = None
+    erp: str | None = None
+    context: dict[str, str] = Field(default_factory=dict)
+
+
 class Route(BaseModel):
-    """Where an order goes and under which mappings (the demo's fixed routing; flows will own it)."""
+    """Where an order goes and under which mappings; built from a flow (or given by the caller).
+
+    ``rules`` are tried in order after mapping; the first match overrides ``wms``, ``erp`` and
+    adds its ``context``. ``flow`` and ``flow_version`` record which flow version routed it.
+    """
 
     channel: str = ""
     shop: str = ""
@@ -23,6 +36,9 @@ class Route(BaseModel):
     erp_mapping: str = "kingdee_sale_order"
     context: dict[str, str] = Field(default_factory=dict, description="values for mapping specs' var/context")
     shipment_poll: timedelta = timedelta(minutes=15)
+    rules: list[RouteRule] = Field(default_factory=list)
+    flow: str = ""
+    flow_version: str = ""
 
 
 class OrderInput(BaseModel):
@@ -83,6 +99,7 @@ class StepResult(BaseModel):
     mapping_hash: str = ""
     external_id: str = ""
     created: bool = False
+    route: Route | None = Field(None, description="the route chosen by the flow's rules, after mapping")
 
 
 class ShipmentStepInput(BaseModel):
@@ -107,6 +124,7 @@ class IngestInput(BaseModel):
     overlap: timedelta = Field(timedelta(minutes=5), description="re-read before the cursor; duplicates are no-ops")
     lag: timedelta = Field(timedelta(seconds=5), description="stay behind now: platforms index late")
     chunk: timedelta = Field(timedelta(hours=6), description="one activity per chunk, cursor saved after each")
+    flow: str = ""
 
 
 class IngestWindow(BaseModel):
@@ -115,6 +133,17 @@ class IngestWindow(BaseModel):
     since: datetime
     until: datetime
     route: Route
+    advance_cursor: bool = Field(True, description="False for backfills: they never move the live cursor")
+
+
+class BackfillInput(BaseModel):
+    connector: str
+    stream: str = "orders"
+    route: Route
+    since: datetime
+    until: datetime
+    page: timedelta = timedelta(hours=1)
+    pause: timedelta = Field(timedelta(seconds=2), description="between pages, so the live sync is not starved")
 
 
 class IngestCounts(BaseModel):
@@ -122,6 +151,7 @@ class IngestCounts(BaseModel):
     started: int = 0
     signalled: int = 0
     already_done: int = 0
+    held: int = Field(0, description="not handed over because the flow is paused")
 
     def __add__(self, other: IngestCounts) -> IngestCounts:
         return IngestCounts(**{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields})

@@ -84,7 +84,7 @@ class OrderWorkflow:
         resume = inp.resume_stage
 
         if resume != "awaiting_shipment":
-            await self._map_and_send(inp, wf_id)
+            inp = await self._map_and_send(inp, wf_id)
 
         self._set_stage("awaiting_shipment")
         while self._shipment is None:
@@ -113,7 +113,7 @@ class OrderWorkflow:
                             tracking_number=shipment.tracking_number)
 
     # -- helpers ------------------------------------------------------------------------------
-    async def _map_and_send(self, inp: OrderInput, wf_id: str) -> None:
+    async def _map_and_send(self, inp: OrderInput, wf_id: str) -> OrderInput:
         """Map, then create in WMS and ERP in parallel; on a parked failure wait for a fix and redo.
 
         A replay re-maps from the latest raw document with the current spec before retrying the
@@ -129,6 +129,9 @@ class OrderWorkflow:
             )
             self._note(prepared)
             if prepared.ok:
+                # flows route by the mapped order (e.g. province → warehouse); added after v1 histories
+                if prepared.route is not None and workflow.patched("flow-routes"):
+                    inp = inp.model_copy(update={"route": prepared.route})
                 self._set_stage("mapped")
                 steps = [self._activity(HubActivities.create_wms_order, inp, parked)]
                 if inp.route.erp:
@@ -138,7 +141,7 @@ class OrderWorkflow:
                     if parked:
                         await workflow.execute_local_activity_method(
                             HubActivities.resolve_quarantine, inp.key, start_to_close_timeout=timedelta(seconds=30))
-                    return
+                    return inp
                 self._parked_reason = next(r.reason for r in results if not r.ok)
             parked = True
             await self._wait_for_fix(allow_new_version=True)

@@ -11,8 +11,10 @@ EXTERNAL_ORDER_ID = SearchAttributeKey.for_keyword("ExternalOrderId")
 SKUS = SearchAttributeKey.for_keyword_list("Skus")
 STAGE = SearchAttributeKey.for_keyword("Stage")
 CONNECTOR = SearchAttributeKey.for_keyword("Connector")
+FLOW_NAME = SearchAttributeKey.for_keyword("FlowName")
+FLOW_VERSION = SearchAttributeKey.for_keyword("FlowVersion")
 
-ALL = [CHANNEL, SHOP, EXTERNAL_ORDER_ID, SKUS, STAGE, CONNECTOR]
+ALL = [CHANNEL, SHOP, EXTERNAL_ORDER_ID, SKUS, STAGE, CONNECTOR, FLOW_NAME, FLOW_VERSION]
 
 
 def cli_flags() -> list[str]:
