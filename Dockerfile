@@ -10,6 +10,7 @@ COPY worker worker
 COPY store store
 COPY simulators simulators
 COPY hub hub
+COPY flows flows
 RUN pip install --no-cache-dir '.[postgres]'
 ENV TONGDAO_LOG_FORMAT=json TONGDAO_HOME=/data
 EXPOSE 8700

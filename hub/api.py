@@ -8,14 +8,19 @@ platform's own format.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI, HTTPException, Request, Response
-from temporalio.service import RPCError
+from pydantic import AwareDatetime, BaseModel
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from connectors.base import PushReceiver
 from connectors.errors import ConnectorError
+from store import Store
+from workflows import search
 from workflows.models import ReplayRequest, ShipmentInfo
 from workflows.order import order_workflow_id
 
@@ -23,6 +28,11 @@ if TYPE_CHECKING:
     from hub.runtime import HubRuntime
 
 log = structlog.get_logger("tongdao.api")
+
+
+class BackfillWindow(BaseModel):
+    since: AwareDatetime
+    until: AwareDatetime | None = None
 
 
 def create_app(rt: HubRuntime) -> FastAPI:
@@ -55,6 +65,73 @@ def create_app(rt: HubRuntime) -> FastAPI:
         await rt.client.get_workflow_handle(row.workflow_id).signal("replay", ReplayRequest(quarantine_id=qid))
         return {"id": qid, "workflow_id": row.workflow_id, "status": "replaying"}
 
+    def ops() -> Any:
+        from flows.runtime import FlowOps
+
+        assert rt.store
+        return FlowOps(rt.client, rt.store, rt.settings.task_queue, "api")
+
+    async def flow_call(op: str, *args: Any) -> Any:
+        from flows.model import FlowError
+        from flows.runtime import FlowNotFound
+
+        try:
+            return await getattr(ops(), op)(*args)
+        except FlowNotFound as exc:
+            raise HTTPException(404, str(exc)) from None
+        except (FlowError, ValueError) as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    @app.get("/flows")
+    async def flows_list() -> list[dict[str, Any]]:
+        assert rt.store
+        rows = await asyncio.to_thread(rt.store.list_flows)
+        return [{"name": r.name, "version": r.version, "paused": r.paused, "definition": r.definition,
+                 "updated_at": r.updated_at, "updated_by": r.updated_by} for r in rows]
+
+    @app.post("/flows")
+    async def flows_add(definition: dict[str, Any]) -> dict[str, Any]:
+        from flows.model import FlowError, parse_flow
+
+        try:
+            flow = parse_flow(definition)
+        except FlowError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return await flow_call("add", flow)
+
+    @app.get("/flows/status")
+    async def flows_status() -> list[dict[str, Any]]:
+        return await flow_call("status")
+
+    @app.get("/flows/{name}")
+    async def flows_show(name: str) -> dict[str, Any]:
+        assert rt.store
+        row = await asyncio.to_thread(rt.store.get_flow, name)
+        if row is None:
+            raise HTTPException(404, f"no flow named {name!r}")
+        return {"name": row.name, "version": row.version, "paused": row.paused, "definition": row.definition,
+                "status": (await flow_call("status", name))[0]}
+
+    @app.post("/flows/{name}/pause")
+    async def flows_pause(name: str) -> dict[str, Any]:
+        return await flow_call("pause", name)
+
+    @app.post("/flows/{name}/resume")
+    async def flows_resume(name: str) -> dict[str, Any]:
+        return await flow_call("resume", name)
+
+    @app.post("/flows/{name}/run-now")
+    async def flows_run_now(name: str) -> dict[str, Any]:
+        return await flow_call("run_now", name)
+
+    @app.post("/flows/{name}/backfill")
+    async def flows_backfill(name: str, window: BackfillWindow) -> dict[str, Any]:
+        return await flow_call("backfill", name, window.since, window.until or datetime.now(UTC))
+
+    @app.delete("/flows/{name}")
+    async def flows_remove(name: str) -> dict[str, Any]:
+        return await flow_call("remove", name)
+
     @app.post("/hooks/{name}")
     async def hook(name: str, request: Request) -> Response:
         assert rt.pool and rt.store and rt.client
@@ -77,25 +154,56 @@ def create_app(rt: HubRuntime) -> FastAPI:
     return app
 
 
-async def dispatch_event(rt: HubRuntime, connector: str, event: dict[str, Any]) -> None:
+async def dispatch_event(rt: HubRuntime, connector: str, event: dict[str, Any]) -> str:
     assert rt.store and rt.client
+    return await deliver_event(rt.client, rt.store, connector, event)
+
+
+async def deliver_event(client: Client, store: Store, connector: str, event: dict[str, Any],
+                        honour_pause: bool = True) -> str:
+    """Signal the order workflow a push is about; hold it instead while the order's flow is paused.
+
+    Returns what happened: delivered, held, unknown_order, already_closed or ignored.
+    """
     if event.get("type") != "shipment":
         log.info("hook.event_ignored", connector=connector, type=event.get("type"))
-        return
-    row = await asyncio.to_thread(rt.store.order_by_hub_code, str(event.get("order_code", "")))
+        return "ignored"
+    row = await asyncio.to_thread(store.order_by_hub_code, str(event.get("order_code", "")))
     if row is None:
         log.warning("hook.unknown_order", connector=connector, order_code=event.get("order_code"))
-        return
+        return "unknown_order"
+    handle = client.get_workflow_handle(order_workflow_id(row.key))
+    if honour_pause:
+        try:
+            flow = (await handle.describe()).typed_search_attributes.get(search.FLOW_NAME)
+        except RPCError:
+            flow = None
+        flow_row = await asyncio.to_thread(store.get_flow, flow) if flow else None
+        if flow_row is not None and flow_row.paused:
+            await asyncio.to_thread(store.hold_push, flow, connector, event)
+            log.info("hook.held", connector=connector, flow=flow, order_key=row.key)
+            return "held"
     data = event["shipment"]
     info = ShipmentInfo(carrier_code=data["carrier_code"], tracking_number=data["tracking_number"],
                         shipped_at=data["shipped_at"], warehouse=data.get("warehouse", ""), source="push")
     try:
-        await rt.client.get_workflow_handle(order_workflow_id(row.key)).signal("shipment", info)
+        await handle.signal("shipment", info)
     except RPCError as exc:
-        if "completed" in str(exc).lower() or "not found" in str(exc).lower():
+        if exc.status == RPCStatusCode.NOT_FOUND:
             log.info("hook.order_already_closed", connector=connector, order_key=row.key)
-            return
+            return "already_closed"
         raise
+    return "delivered"
+
+
+async def release_held(client: Client, store: Store, flow: str) -> int:
+    """Deliver, oldest first, the pushes kept while ``flow`` was paused."""
+    released = 0
+    for held in await asyncio.to_thread(store.held_pushes, flow):
+        await deliver_event(client, store, held.connector, held.event, honour_pause=False)
+        await asyncio.to_thread(store.release_push, held.id)
+        released += 1
+    return released
 
 
 def quarantine_view(r: Any) -> dict[str, Any]:

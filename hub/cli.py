@@ -30,11 +30,13 @@ mappings_app = typer.Typer(help="Work with mapping specs.", no_args_is_help=True
 quarantine_app = typer.Typer(help="Orders parked with a precise error, and their replay.", no_args_is_help=True)
 xref_app = typer.Typer(help="Cross-reference tables used by mapping lookups.", no_args_is_help=True)
 schema_app = typer.Typer(help="The canonical model's JSON Schema.", no_args_is_help=True)
+flows_app = typer.Typer(help="Declarative sync jobs: what flows where, on which schedule.", no_args_is_help=True)
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(mappings_app, name="mappings")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(xref_app, name="xref")
 app.add_typer(schema_app, name="schema")
+app.add_typer(flows_app, name="flows")
 
 console = Console(stderr=True)
 out = Console()
@@ -397,6 +399,185 @@ def schema_export(out_dir: Path = typer.Option(Path("docs/schema"), "--out", hel
 
     for path in export_schemas(out_dir):
         console.print(f"wrote {path}")
+
+
+# -- flows ---------------------------------------------------------------------------------------
+def _flow_ops(need_temporal: bool):  # noqa: ANN202
+    """FlowOps with a Temporal client when one answers (or fail when the command needs it)."""
+    from flows.runtime import FlowOps
+    from worker.client import connect
+
+    s = _settings()
+    store = _store(s)
+
+    async def make() -> FlowOps:
+        try:
+            client = await connect(s.temporal_target, s.temporal_namespace, wait_s=2)
+        except Exception:
+            if need_temporal:
+                raise _fail(f"Temporal at {s.temporal_target} is not reachable: start `tongdao up`") from None
+            client = None
+        return FlowOps(client, store, s.task_queue, _actor(s))
+
+    return make
+
+
+def _run_flow_op(need_temporal: bool, op: str, *args: Any, as_json: bool = False) -> Any:
+    from flows.model import FlowError
+    from flows.runtime import FlowNotFound
+
+    async def go() -> Any:
+        ops = await _flow_ops(need_temporal)()
+        return await getattr(ops, op)(*args)
+
+    try:
+        result = asyncio.run(go())
+    except (FlowNotFound, FlowError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+    return result
+
+
+@flows_app.command("add")
+def flows_add(file: Path = typer.Option(..., "--file", "-f", exists=True, dir_okay=False,
+                                        help="flow YAML/JSON")) -> None:
+    """Add or change a flow; its schedules are (re)created. Runs in flight keep their version.
+
+    Example: `tongdao flows add --file examples/flows/minimal.yaml`
+    """
+    from flows.model import FlowError, load_flow
+
+    try:
+        flow = load_flow(file)
+    except FlowError as exc:
+        raise _fail(str(exc)) from None
+    result = _run_flow_op(False, "add", flow)
+    note = "" if result["applied"] else " (stored; schedules are created when `tongdao up` starts)"
+    console.print(f"{'added' if result['created'] else 'changed'} flow [bold]{flow.name}[/bold] "
+                  f"version {result['version']}{note}")
+
+
+@flows_app.command("list")
+def flows_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List flows with their version and state.
+
+    Example: `tongdao flows list`
+    """
+    rows = _store().list_flows()
+    data = [{"name": r.name, "version": r.version, "paused": r.paused,
+             "enabled": r.definition.get("enabled", True),
+             "sources": [f"{x['connector']}/{x.get('stream', 'orders')}" for x in r.definition["sources"]],
+             "targets": {k: v for k, v in r.definition["targets"].items() if k in ("wms", "erp") and v},
+             "schedule": {k: v for k, v in r.definition.get("schedule", {}).items() if v},
+             "updated_at": r.updated_at.isoformat(), "updated_by": r.updated_by} for r in rows]
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+        return
+    table = Table("name", "version", "state", "sources", "targets", "schedule", "updated by")
+    for d in data:
+        state = "paused" if d["paused"] else ("enabled" if d["enabled"] else "disabled")
+        table.add_row(d["name"], d["version"], state, ", ".join(d["sources"]),
+                      ", ".join(f"{k}={v}" for k, v in d["targets"].items()), json.dumps(d["schedule"], default=str),
+                      d["updated_by"])
+    out.print(table)
+
+
+@flows_app.command("show")
+def flows_show(name: str) -> None:
+    """Show a flow's definition, version and state.
+
+    Example: `tongdao flows show tmall-to-wms-erp`
+    """
+    row = _store().get_flow(name)
+    if row is None:
+        raise _fail(f"no flow named {name!r}")
+    print(json.dumps({"name": row.name, "version": row.version, "paused": row.paused,
+                      "created_at": row.created_at.isoformat(), "created_by": row.created_by,
+                      "updated_at": row.updated_at.isoformat(), "updated_by": row.updated_by,
+                      "definition": row.definition}, indent=2, ensure_ascii=False, default=str))
+
+
+@flows_app.command("pause")
+def flows_pause(name: str) -> None:
+    """Pause a flow: its schedules stop, inbound pushes are kept until resume.
+
+    Example: `tongdao flows pause tmall-to-wms-erp`
+    """
+    _run_flow_op(True, "pause", name)
+    console.print(f"paused {name}")
+
+
+@flows_app.command("resume")
+def flows_resume(name: str) -> None:
+    """Resume a paused flow: kept pushes are delivered and a run starts at once to catch up.
+
+    Example: `tongdao flows resume tmall-to-wms-erp`
+    """
+    result = _run_flow_op(True, "resume", name)
+    console.print(f"resumed {name}; {result['released_pushes']} kept pushes delivered")
+
+
+@flows_app.command("run-now")
+def flows_run_now(name: str) -> None:
+    """Start a run of every source of the flow now (a running one is not doubled).
+
+    Example: `tongdao flows run-now tmall-to-wms-erp`
+    """
+    _run_flow_op(True, "run_now", name)
+    console.print(f"triggered {name}")
+
+
+@flows_app.command("backfill")
+def flows_backfill(
+    name: str,
+    since: str = typer.Option(..., "--since", help="ISO 8601 with zone"),
+    until: str = typer.Option(None, "--until", help="ISO 8601 with zone; default now"),
+) -> None:
+    """Re-read a past period in pages beside the live sync (known orders are no-ops).
+
+    Example: `tongdao flows backfill tmall-to-wms-erp --since 2026-10-24T00:00:00+08:00`
+    """
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until") if until else datetime.now(UTC)
+    if end <= start:
+        raise _fail("--until must be after --since")
+    result = _run_flow_op(True, "backfill", name, start, end)
+    for wf in result["workflows"]:
+        console.print(f"started {wf}")
+
+
+@flows_app.command("remove")
+def flows_remove(name: str) -> None:
+    """Remove a flow and its schedules (orders in flight finish).
+
+    Example: `tongdao flows remove old-flow`
+    """
+    _run_flow_op(False, "remove", name)
+    console.print(f"removed {name}")
+
+
+@flows_app.command("status")
+def flows_status(name: str = typer.Argument(None), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Per flow and source: cursor, lag, runs and orders in the last hour, failures, quarantine.
+
+    Example: `tongdao flows status --json`
+    """
+    result = _run_flow_op(False, "status", *( [name] if name else []))
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    table = Table("flow", "state", "source", "cursor (UTC)", "lag", "runs/h", "orders/h", "failed/h", "quarantined",
+                  "held pushes")
+    for f in result:
+        for src in f["sources"]:
+            lag = f"{src['lag_s']:.0f}s" if src.get("lag_s") is not None else "-"
+            table.add_row(f"{f['flow']}@{f['version']}", "paused" if f["paused"] else "running",
+                          f"{src['connector']}/{src['stream']}", (src["cursor"] or "-")[:19], lag,
+                          str(src.get("runs_last_hour", "-")), str(src.get("orders_last_hour", "-")),
+                          str(src.get("failures_last_hour", "-")), str(src.get("quarantined", "-")),
+                          str(f["held_pushes"]))
+    out.print(table)
 
 
 def main() -> None:

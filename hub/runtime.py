@@ -55,6 +55,12 @@ class HubRuntime:
             open_store, s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
         self.pool = ConnectorPool(self.store)
         if self.run_worker:
+            from flows.runtime import FlowOps
+
+            flows = await FlowOps(self.client, self.store, s.task_queue, "hub").reconcile()
+            if flows:
+                log.info("flows.reconciled", flows=flows)
+        if self.run_worker:
             self.worker = build_worker(self.client, self.store, self.pool, s.task_queue)
             self._tasks.append(asyncio.create_task(self.worker.run(), name="worker"))
         if self.run_api:

@@ -8,10 +8,11 @@ from temporalio.worker import Worker
 from connectors.registry import ConnectorPool
 from store import Store
 from workflows.activities import HubActivities
+from workflows.backfill import BackfillWorkflow
 from workflows.ingest import IngestWorkflow
 from workflows.order import OrderWorkflow
 
-WORKFLOWS = [OrderWorkflow, IngestWorkflow]
+WORKFLOWS = [OrderWorkflow, IngestWorkflow, BackfillWorkflow]
 
 
 def activities_of(acts: HubActivities) -> list:
