@@ -87,7 +87,7 @@ class DemoSystems:
     """The simulated outside world: one TOP gateway with two shops, a WMS, an ERP."""
 
     def __init__(self, orders: int, seed: int, run_id: str, callback_url: str,
-                 malformed_per_shop: int | None = None) -> None:
+                 malformed_per_shop: int | None = None, ship_delay_s: float = 0.3) -> None:
         per_shop = max(1, orders // 2)
         if malformed_per_shop is None:  # "a few": about 2%
             malformed_per_shop = max(1, round(per_shop * 0.02))
@@ -96,7 +96,7 @@ class DemoSystems:
         self.taobao = TaobaoSimulator(apps={APP_KEY: APP_SECRET}, shops=self.shops, orders_per_shop=per_shop,
                                       malformed_per_shop=self.malformed_per_shop, seed=seed)
         self.wms = QimenWmsSimulator(WMS_APP_KEY, WMS_SECRET, WMS_CUSTOMER, warehouses=[WAREHOUSE],
-                                     items=CATALOG, seed=seed, ship_delay_s=0.3, callback_url=callback_url,
+                                     items=CATALOG, seed=seed, ship_delay_s=ship_delay_s, callback_url=callback_url,
                                      owner_code=OWNER)
         self.erp = KingdeeSimulator(acct_id=ERP_ACCT, username=ERP_USER, password=ERP_PASSWORD,
                                     materials=[c["sku"] for c in CATALOG], customers=[CUSTOMER], seed=seed)

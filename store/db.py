@@ -23,7 +23,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from store.secrets import SecretBox
-from store.tables import ConnectorRow, CursorRow, OrderRow, QuarantineRow, RawDocument, XrefRow
+from store.tables import (
+    ConnectorRow,
+    CursorRow,
+    FlowRow,
+    FlowVersionRow,
+    HeldPushRow,
+    OrderRow,
+    QuarantineRow,
+    RawDocument,
+    XrefRow,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -251,6 +261,90 @@ class Store:
             for row in s.scalars(q):
                 out.setdefault(row.table, {})[row.key] = row.value
             return out
+
+
+    # -- flows ------------------------------------------------------------------------------
+    def save_flow(self, flow_name: str, version: str, definition: dict, actor: str) -> bool:
+        """Insert or update a flow; returns True when it was new.
+
+        The version is recorded in ``flow_versions`` the first time it is seen (runs in flight
+        load their version from there). An update keeps the flow's ``paused`` state.
+        """
+        for attempt in range(3):
+            try:
+                with self.session() as s:
+                    if s.get(FlowVersionRow, (flow_name, version)) is None:
+                        s.add(FlowVersionRow(name=flow_name, version=version, definition=definition,
+                                             created_at=now()))
+                    row = s.get(FlowRow, flow_name)
+                    if row is None:
+                        s.add(FlowRow(name=flow_name, version=version, definition=definition, paused=False,
+                                      created_at=now(), created_by=actor, updated_at=now(), updated_by=actor))
+                        return True
+                    if row.version != version or row.definition != definition:
+                        row.version, row.definition = version, definition
+                        row.updated_at, row.updated_by = now(), actor
+                    return False
+            except IntegrityError:  # a concurrent save of the same flow or version won; redo as an update
+                if attempt == 2:
+                    raise
+        return False  # pragma: no cover
+
+    def get_flow(self, name: str) -> FlowRow | None:
+        with self.session() as s:
+            return s.get(FlowRow, name)
+
+    def get_flow_version(self, name: str, version: str) -> dict | None:
+        """The definition of one version of a flow (also after the flow changed or was removed)."""
+        with self.session() as s:
+            row = s.get(FlowVersionRow, (name, version))
+            return row.definition if row else None
+
+    def list_flows(self) -> list[FlowRow]:
+        with self.session() as s:
+            return list(s.scalars(select(FlowRow).order_by(FlowRow.name)))
+
+    def set_flow_paused(self, name: str, paused: bool, actor: str) -> bool:
+        """Returns False when there is no such flow."""
+        with self.session() as s:
+            row = s.get(FlowRow, name)
+            if row is None:
+                return False
+            if row.paused != paused:
+                row.paused, row.updated_at, row.updated_by = paused, now(), actor
+            return True
+
+    def remove_flow(self, name: str) -> bool:
+        """Remove the flow; its versions stay (runs in flight may still load theirs)."""
+        with self.session() as s:
+            row = s.get(FlowRow, name)
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
+    # -- pushes held while a flow is paused -------------------------------------------------
+    def hold_push(self, flow: str, connector: str, event: dict) -> int:
+        with self.session() as s:
+            row = HeldPushRow(flow=flow, connector=connector, event=event, received_at=now(), released_at=None)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def held_pushes(self, flow: str) -> list[HeldPushRow]:
+        """Pushes of ``flow`` not yet released, oldest first."""
+        with self.session() as s:
+            return list(s.scalars(
+                select(HeldPushRow).where(HeldPushRow.flow == flow, HeldPushRow.released_at.is_(None))
+                .order_by(HeldPushRow.id)
+            ))
+
+    def release_push(self, push_id: int) -> None:
+        """Mark a held push delivered (idempotent)."""
+        with self.session() as s:
+            row = s.get(HeldPushRow, push_id)
+            if row is not None and row.released_at is None:
+                row.released_at = now()
 
 
 def open_store(url: str, secret_key: str | None, home: Path, run_migrations: bool = True) -> Store:
