@@ -33,7 +33,7 @@ from store import Store
 from workflows import search
 from workflows.backfill import BackfillWorkflow
 from workflows.ingest import IngestWorkflow
-from workflows.models import BackfillInput, IngestInput, Route, RouteRule
+from workflows.models import BackfillInput, IngestInput, Route, RouteRule, StepOptions
 
 log = structlog.get_logger("tongdao.flows")
 
@@ -61,14 +61,18 @@ def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
         rules=[RouteRule(when=r.when, wms=r.wms, erp=r.erp, context=dict(r.context)) for r in flow.targets.routes],
         flow=flow.name,
         flow_version=flow.version(),
+        policies={step: StepOptions(timeout=p.timeout, initial_interval=p.initial_interval,
+                                    max_interval=p.max_interval, max_attempts=p.max_attempts)
+                  for step, p in flow.retry.items()},
     )
 
 
 def _spec(flow: Flow) -> ScheduleSpec:
     if flow.schedule.cron:
         return ScheduleSpec(cron_expressions=[flow.schedule.cron])
-    every = flow.schedule.every or timedelta(minutes=5)
-    return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)])
+    if flow.schedule.every:
+        return ScheduleSpec(intervals=[ScheduleIntervalSpec(every=flow.schedule.every)])
+    return ScheduleSpec()  # push-only flow: the schedule runs only when triggered (run-now, backfills)
 
 
 def _attributes(flow: Flow, source: FlowSource) -> TypedSearchAttributes:

@@ -21,6 +21,7 @@ def activities_of(acts: HubActivities) -> list:
         acts.create_wms_order,
         acts.create_erp_order,
         acts.resolve_quarantine,
+        acts.park_failed_step,
         acts.poll_shipment,
         acts.write_back_shipment,
         acts.load_cursor,

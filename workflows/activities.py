@@ -34,6 +34,7 @@ from workflows.models import (
     IngestWindow,
     OrderInput,
     OrderSeen,
+    ParkInput,
     PrepareInput,
     ShipmentInfo,
     ShipmentStepInput,
@@ -187,6 +188,19 @@ class HubActivities:
         log.info("erp.sales_order_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
                  erp_id=result.external_id, created=result.created)
         return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
+
+    @activity.defn(name="park_failed_step")
+    async def park_failed_step(self, inp: ParkInput) -> int:
+        """Record in quarantine a step that exhausted its retries (the workflow waits for a replay)."""
+        row = await asyncio.to_thread(self.store.get_order, inp.order.key)
+        qid = await asyncio.to_thread(
+            self.store.park, order_key=inp.order.key, workflow_id=inp.workflow_id, connector=inp.order.source,
+            raw_id=row.raw_id if row else inp.order.raw_id, stage=inp.step, reason=inp.reason,
+            errors=[{"target": inp.step, "source_path": "", "value": None, "message": inp.reason}],
+            mapping_name=row.mapping_name if row else "", mapping_hash=row.mapping_hash if row else "",
+        )
+        await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="quarantined")
+        return qid
 
     @activity.defn(name="resolve_quarantine")
     async def resolve_quarantine(self, order_key: str) -> None:

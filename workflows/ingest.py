@@ -39,9 +39,11 @@ class IngestWorkflow:
             counts = await workflow.execute_activity_method(
                 HubActivities.ingest_window,
                 IngestWindow(connector=inp.connector, stream=inp.stream, since=start, until=end, route=inp.route),
-                start_to_close_timeout=timedelta(minutes=30),
+                start_to_close_timeout=max(timedelta(minutes=30), inp.route.options("ingest").timeout),
                 heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)),
+                retry_policy=RetryPolicy(initial_interval=inp.route.options("ingest").initial_interval,
+                                         maximum_interval=inp.route.options("ingest").max_interval,
+                                         maximum_attempts=inp.route.options("ingest").max_attempts),
             )
             totals = totals + counts
             start = end

@@ -20,6 +20,15 @@ class RouteRule(BaseModel):
     context: dict[str, str] = Field(default_factory=dict)
 
 
+class StepOptions(BaseModel):
+    """Timeout and retry of one step's activity (from the flow's ``retry`` section)."""
+
+    timeout: timedelta = timedelta(minutes=2)
+    initial_interval: timedelta = timedelta(seconds=1)
+    max_interval: timedelta = timedelta(minutes=5)
+    max_attempts: int = Field(0, ge=0, description="0 = until it succeeds")
+
+
 class Route(BaseModel):
     """Where an order goes and under which mappings; built from a flow (or given by the caller).
 
@@ -39,6 +48,10 @@ class Route(BaseModel):
     rules: list[RouteRule] = Field(default_factory=list)
     flow: str = ""
     flow_version: str = ""
+    policies: dict[str, StepOptions] = Field(default_factory=dict, description="per step: ingest, mapping, wms...")
+
+    def options(self, step: str) -> StepOptions:
+        return self.policies.get(step) or StepOptions()
 
 
 class OrderInput(BaseModel):
@@ -85,6 +98,13 @@ class StepInput(BaseModel):
     order: OrderInput
     workflow_id: str
     was_parked: bool = False
+
+
+class ParkInput(BaseModel):
+    order: OrderInput
+    workflow_id: str
+    step: str
+    reason: str
 
 
 class StepResult(BaseModel):

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import search
@@ -27,17 +28,22 @@ with workflow.unsafe.imports_passed_through():
         OrderInput,
         OrderOutcome,
         OrderSeen,
+        ParkInput,
         PrepareInput,
         ReplayRequest,
+        Route,
         ShipmentInfo,
         ShipmentStepInput,
         StepInput,
         StepResult,
     )
 
-STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                         maximum_interval=timedelta(minutes=5))
-STEP_TIMEOUT = timedelta(minutes=2)
+def step_options(route: Route, step: str) -> dict:
+    """Activity timeout and retry policy of a step, as the flow configured them (safe defaults)."""
+    o = route.options(step)
+    return {"start_to_close_timeout": o.timeout,
+            "retry_policy": RetryPolicy(initial_interval=o.initial_interval, backoff_coefficient=2.0,
+                                        maximum_interval=o.max_interval, maximum_attempts=o.max_attempts)}
 
 
 def order_workflow_id(key: str) -> str:
@@ -93,7 +99,7 @@ class OrderWorkflow:
             except TimeoutError:
                 polled = await workflow.execute_activity_method(
                     HubActivities.poll_shipment, StepInput(order=inp, workflow_id=wf_id),
-                    start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
+                    **step_options(inp.route, "wms"),
                 )
                 if polled is not None and self._shipment is None:
                     self._shipment = polled
@@ -103,11 +109,11 @@ class OrderWorkflow:
 
         shipment = self._shipment
         self._set_stage("writing_back")
-        await self._until_ok("writeback", lambda parked: workflow.execute_activity_method(
+        await self._until_ok("writeback", lambda parked: self._guard(inp, "writeback", workflow.execute_activity_method(
             HubActivities.write_back_shipment,
             ShipmentStepInput(order=inp, workflow_id=wf_id, shipment=shipment, was_parked=parked),
-            start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
-        ))
+            **step_options(inp.route, "writeback"),
+        )))
         self._set_stage("completed")
         return OrderOutcome(key=inp.key, stage="completed", hub_code=self._hub_code,
                             tracking_number=shipment.tracking_number)
@@ -125,7 +131,7 @@ class OrderWorkflow:
             prepared = await workflow.execute_local_activity_method(
                 HubActivities.prepare_order,
                 PrepareInput(order=inp, raw_id=self._raw_id or inp.raw_id, workflow_id=wf_id, was_parked=parked),
-                start_to_close_timeout=timedelta(seconds=30), retry_policy=STEP_RETRY,
+                **step_options(inp.route, "mapping"),
             )
             self._note(prepared)
             if prepared.ok:
@@ -133,9 +139,9 @@ class OrderWorkflow:
                 if prepared.route is not None and workflow.patched("flow-routes"):
                     inp = inp.model_copy(update={"route": prepared.route})
                 self._set_stage("mapped")
-                steps = [self._activity(HubActivities.create_wms_order, inp, parked)]
+                steps = [self._activity(HubActivities.create_wms_order, inp, parked, "wms")]
                 if inp.route.erp:
-                    steps.append(self._activity(HubActivities.create_erp_order, inp, parked))
+                    steps.append(self._activity(HubActivities.create_erp_order, inp, parked, "erp"))
                 results = await asyncio.gather(*steps)
                 if all(r.ok for r in results):
                     if parked:
@@ -174,11 +180,24 @@ class OrderWorkflow:
         await workflow.wait_condition(lambda: self._replay or (allow_new_version and self._new_raw))
         self._set_stage("replaying")
 
-    def _activity(self, method: Callable, inp: OrderInput, parked: bool) -> Awaitable[StepResult]:
-        return workflow.execute_activity_method(
+    def _activity(self, method: Callable, inp: OrderInput, parked: bool, step: str) -> Awaitable[StepResult]:
+        return self._guard(inp, step, workflow.execute_activity_method(
             method, StepInput(order=inp, workflow_id=workflow.info().workflow_id, was_parked=parked),
-            start_to_close_timeout=STEP_TIMEOUT, retry_policy=STEP_RETRY,
-        )
+            **step_options(inp.route, step),
+        ))
+
+    async def _guard(self, inp: OrderInput, step: str, call: Awaitable[StepResult]) -> StepResult:
+        """A step whose retries ran out (a flow's max_attempts) parks the order instead of failing it."""
+        try:
+            return await call
+        except ActivityError as exc:
+            reason = f"{step}: gave up after retries: {exc.cause or exc}"[:500]
+            await workflow.execute_local_activity_method(
+                HubActivities.park_failed_step,
+                ParkInput(order=inp, workflow_id=workflow.info().workflow_id, step=step, reason=reason),
+                start_to_close_timeout=timedelta(seconds=30),
+            )
+            return StepResult(ok=False, parked=True, reason=reason)
 
     def _set_stage(self, stage: str) -> None:
         if stage != self._stage:

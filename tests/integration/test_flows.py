@@ -110,3 +110,39 @@ async def test_a_changed_flow_is_a_new_version_for_new_runs_only(hub: HubRuntime
     finally:
         await systems.wms.aclose()
         systems.stop()
+
+
+async def test_step_policy_parks_an_order_when_retries_run_out_and_replay_completes_it(hub: HubRuntime) -> None:
+    import httpx
+
+    from simulators.faults import FaultConfig
+
+    assert hub.store and hub.client
+    systems = DemoSystems(2, seed=23, run_id="f3", callback_url=hub.settings.callback_url("demo-wms"),
+                          malformed_per_shop=0)
+    systems.start()
+    try:
+        for reg in systems.registrations("f3"):
+            register(hub.store, reg, "test")
+        hub.store.set_xref("sku", {str(c["sku_id"]): c["sku"] for c in CATALOG})
+        systems.wms.set_faults(FaultConfig(error_5xx_rate=1.0))  # the WMS is down
+        flow = demo_flow("strict") | {
+            "schedule": {"webhooks": True},  # push-only: runs only when triggered
+            "retry": {"wms": {"timeout": "10s", "initial_interval": "100ms", "max_interval": "200ms",
+                              "max_attempts": 2}},
+        }
+        ops = FlowOps(hub.client, hub.store, hub.settings.task_queue, "tester")
+        await ops.add(parse_flow(flow))
+        await ops.run_now("strict")
+        await wait_for(lambda: any(q.stage == "wms" and "gave up after retries" in q.reason
+                                   for q in hub.store.list_quarantine("open")))
+        assert systems.figures()["wms_outbound_orders"] == 0
+        systems.wms.set_faults(FaultConfig())  # the WMS is back
+        entry = next(q for q in hub.store.list_quarantine("open") if q.stage == "wms")
+        async with httpx.AsyncClient(base_url=hub.settings.api_url) as api:
+            assert (await api.post(f"/quarantine/{entry.id}/replay")).status_code == 200
+        await wait_for(lambda: hub.store.get_quarantine(entry.id).status == "resolved")
+        await wait_for(lambda: systems.figures()["tracking_written_back"] >= 1)
+    finally:
+        await systems.wms.aclose()
+        systems.stop()
