@@ -1,7 +1,8 @@
 """``tongdao demo``: the embedded stack against two Taobao shops, a Qimen WMS and Kingdee ERP.
 
-The simulators run in this process on free ports; connectors are registered pointing at them; a
-Temporal Schedule per shop runs the real ingest workflow; the WMS pushes its shipment
+The simulators run in this process on free ports; connectors are registered pointing at them; the
+flow ``examples/flows/demo.yaml`` creates a Temporal Schedule per shop that runs the real ingest
+workflow, and is triggered at once; the WMS pushes its shipment
 confirmations to the hub's API. The summary is computed from the simulators' own state (what the
 external systems actually hold), not from the hub's counters.
 """
@@ -12,23 +13,17 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-)
 from temporalio.service import RPCError
 
 from connectors.registry import Registration, register
+from flows.model import Flow, load_flow
+from flows.runtime import FlowOps
 from hub.logging import configure
 from hub.runtime import HubRuntime
 from hub.settings import Settings
@@ -39,8 +34,6 @@ from simulators.qimen import QimenWmsSimulator
 from simulators.server import BackgroundServer, free_port
 from simulators.taobao import TaobaoSimulator
 from worker.embedded import port_open
-from workflows.ingest import IngestWorkflow, ingest_workflow_id
-from workflows.models import IngestInput, Route
 
 log = structlog.get_logger("tongdao.demo")
 
@@ -49,38 +42,27 @@ WMS_APP_KEY, WMS_SECRET, WMS_CUSTOMER = "23456789", "demo-qimen-secret-0002", "T
 WAREHOUSE, OWNER = "WH-HZ01", "TONGDAO"
 ERP_ACCT, ERP_USER, ERP_PASSWORD = "DEMO-ACCT", "demo", "demo-kingdee-pass-0003"
 CUSTOMER = "CUST-TAOBAO"
-SCHEDULE_EVERY = timedelta(seconds=20)
+DEMO_FLOW = Path(__file__).resolve().parents[1] / "examples" / "flows" / "demo.yaml"
 
 
-async def create_ingest_schedule(client: Client, task_queue: str, inp: IngestInput, every: timedelta,
-                                 trigger_now: bool = True) -> str:
-    """(Re)create the Temporal Schedule that runs ``OrderIngest`` for one connector."""
-    schedule_id = ingest_workflow_id(inp.connector, inp.stream)
+def demo_flow() -> Flow:
+    """The demo's routing is a flow file like any other (``examples/flows/demo.yaml``)."""
+    return load_flow(DEMO_FLOW)
+
+
+async def _park_demo_flow(rt: HubRuntime, name: str) -> None:
+    """Pause the demo flow and stop its in-flight runs: the simulators go away with us.
+
+    The flow stays registered (paused), so `tongdao flows status` shows what ran.
+    """
+    assert rt.client and rt.store
+    with contextlib.suppress(Exception):
+        await FlowOps(rt.client, rt.store, rt.settings.task_queue, "demo").pause(name)
+    query = f'FlowName = "{name}" AND WorkflowType = "OrderIngest" AND ExecutionStatus = "Running"'
     with contextlib.suppress(RPCError):
-        await client.get_schedule_handle(schedule_id).delete()
-    handle = await client.create_schedule(
-        schedule_id,
-        Schedule(
-            action=ScheduleActionStartWorkflow(IngestWorkflow.run, inp, id=schedule_id, task_queue=task_queue),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        ),
-    )
-    if trigger_now:
-        await handle.trigger(overlap=ScheduleOverlapPolicy.SKIP)
-    return schedule_id
-
-
-async def _remove_schedules(client: Client, schedule_ids: list[str]) -> None:
-    """Delete the demo's schedules and stop their in-flight runs: the simulators go away with us."""
-    for sid in schedule_ids:
-        with contextlib.suppress(RPCError):
-            await client.get_schedule_handle(sid).delete()
-        query = f'WorkflowId STARTS_WITH "{sid}" AND ExecutionStatus = "Running"'
-        with contextlib.suppress(RPCError):
-            async for wf in client.list_workflows(query):
-                with contextlib.suppress(RPCError):
-                    await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("demo finished")
+        async for wf in rt.client.list_workflows(query):
+            with contextlib.suppress(RPCError):
+                await rt.client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("demo finished")
 
 
 class DemoSystems:
@@ -170,7 +152,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
     if chaos:
         systems.inject_chaos(seed)
     rt = HubRuntime(settings)
-    schedules: list[str] = []
+    flow_name = ""
     try:
         systems.start()
         console.print(f"[bold]Tongdao demo[/bold] run {run_id}: starting Temporal, worker, API and simulators...")
@@ -181,12 +163,12 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             # the demo's connectors point at fresh simulators: start their cursors a day back
             rt.store.set_cursor(reg.name, "orders", datetime.now(UTC) - timedelta(days=1), force=True)
         rt.store.set_xref("sku", {str(item["sku_id"]): item["sku"] for item in CATALOG})
-        route = Route(channel="taobao", wms="demo-wms", erp="demo-erp",
-                      context={"warehouse_code": WAREHOUSE, "owner_code": OWNER, "customer": CUSTOMER,
-                               "sale_org": "100"})
-        for label in "ab":
-            inp = IngestInput(connector=f"demo-taobao-{label}", route=route, initial_lookback=timedelta(days=1))
-            schedules.append(await create_ingest_schedule(rt.client, settings.task_queue, inp, SCHEDULE_EVERY))
+        flow = demo_flow()
+        rt.store.set_flow_paused(flow.name, False, "demo")  # a previous demo left it paused
+        ops = FlowOps(rt.client, rt.store, settings.task_queue, "demo")
+        await ops.add(flow)
+        await ops.run_now(flow.name)
+        flow_name = flow.name
         good = await _wait_until_done(systems, rt, run_id, timeout_s, show_progress, console)
         await asyncio.sleep(1.0)  # let late duplicates (if any) land before counting
         figures = systems.figures()
@@ -210,8 +192,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         _print_summary(console, summary, systems, settings)
         return summary
     finally:
-        if rt.client is not None:
-            await _remove_schedules(rt.client, schedules)
+        if rt.client is not None and rt.store is not None and flow_name:
+            await _park_demo_flow(rt, flow_name)
         await rt.stop()
         with contextlib.suppress(Exception):
             await systems.wms.aclose()
