@@ -209,6 +209,8 @@ def connectors_show(name: str) -> None:
     info = connector.describe() | {"created_at": row.created_at.isoformat(), "created_by": row.created_by,
                                    "updated_at": row.updated_at.isoformat(), "updated_by": row.updated_by,
                                    "version": row.version}
+    if "push" in connector.capabilities:  # give this URL to the platform as the callback address
+        info["callback_url"] = _settings().callback_url(name)
     print(json.dumps(info, indent=2, ensure_ascii=False))
 
 

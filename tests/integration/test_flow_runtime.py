@@ -146,3 +146,31 @@ async def test_step_policy_parks_an_order_when_retries_run_out_and_replay_comple
     finally:
         await systems.wms.aclose()
         systems.stop()
+
+
+async def test_flows_http_api(hub: HubRuntime) -> None:
+    import httpx
+
+    assert hub.store
+    systems = DemoSystems(2, seed=24, run_id="f4", callback_url=hub.settings.callback_url("demo-wms"))
+    systems.start()
+    try:
+        for reg in systems.registrations("f4"):
+            register(hub.store, reg, "test")
+        async with httpx.AsyncClient(base_url=hub.settings.api_url) as api:
+            bad = await api.post("/flows", json=demo_flow("api-flow") | {"schedule": {"every": "10s"}})
+            assert bad.status_code == 422 and "at least 1 minute" in bad.text
+            created = await api.post("/flows", json=demo_flow("api-flow"))
+            assert created.status_code == 200, created.text
+            assert (await api.post("/flows/api-flow/pause")).json()["paused"] is True
+            status = (await api.get("/flows/status")).json()
+            assert status[0]["flow"] == "api-flow" and status[0]["paused"] is True
+            assert (await api.post("/flows/api-flow/run-now")).status_code == 422  # paused
+            assert (await api.post("/flows/api-flow/resume")).json()["paused"] is False
+            shown = (await api.get("/flows/api-flow")).json()
+            assert shown["version"] == created.json()["version"]
+            assert (await api.delete("/flows/api-flow")).status_code == 200
+            assert (await api.get("/flows/api-flow")).status_code == 404
+    finally:
+        await systems.wms.aclose()
+        systems.stop()
