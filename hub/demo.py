@@ -76,7 +76,10 @@ class DemoSystems:
         self.malformed_per_shop = malformed_per_shop
         self.shops = {f"session-a-{run_id}": f"demo-a-{run_id}", f"session-b-{run_id}": f"demo-b-{run_id}"}
         self.taobao = TaobaoSimulator(apps={APP_KEY: APP_SECRET}, shops=self.shops, orders_per_shop=per_shop,
-                                      malformed_per_shop=self.malformed_per_shop, seed=seed)
+                                      malformed_per_shop=self.malformed_per_shop, seed=seed,
+                                      # the newest order is older than the ingest lag (5 s), so the
+                                      # first run sees every order instead of the next tick
+                                      now=datetime.now(UTC) - timedelta(seconds=10))
         self.wms = QimenWmsSimulator(WMS_APP_KEY, WMS_SECRET, WMS_CUSTOMER, warehouses=[WAREHOUSE],
                                      items=CATALOG, seed=seed, ship_delay_s=ship_delay_s, callback_url=callback_url,
                                      owner_code=OWNER)
