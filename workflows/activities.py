@@ -127,17 +127,32 @@ class HubActivities:
             raise ConfigurationError(f"order {inp.key} has no mapped version").to_application_error()
         return Order.model_validate(row.canonical), row.hub_code
 
+    def _target_document(self, order: Order, spec_name: str, keys: dict[str, str],
+                         route_context: dict[str, str]) -> Any:
+        """Map the canonical order to a target's document; a mapping error is permanent."""
+        context = {**keys, "channel": order.channel.value, "shop": order.shop, **route_context}
+        mapped = load_spec(spec_name).apply(order.model_dump(mode="json"), lookups=self.xref.lookups(),
+                                            context=context)
+        if not mapped.ok:
+            raise ConfigurationError("; ".join(f"{e.target}: {e.message}" for e in mapped.errors))
+        return mapped.value
+
+    def _park_step(self, order: OrderInput, workflow_id: str, step: str, reason: str) -> int:
+        """Quarantine an order at a target step, keeping the mapping version it was mapped with."""
+        row = self.store.get_order(order.key)
+        qid = self.store.park(
+            order_key=order.key, workflow_id=workflow_id, connector=order.source,
+            raw_id=row.raw_id if row else order.raw_id, stage=step, reason=reason,
+            errors=[{"target": step, "source_path": "", "value": None, "message": reason}],
+            mapping_name=row.mapping_name if row else "", mapping_hash=row.mapping_hash if row else "",
+        )
+        self.store.upsert_order(order.key, stage="quarantined")
+        return qid
+
     async def _park_on_permanent(self, step: str, inp: StepInput, exc: ConnectorError) -> StepResult:
         if exc.retryable:
             raise exc.to_application_error() from exc
-        row = await asyncio.to_thread(self.store.get_order, inp.order.key)
-        qid = await asyncio.to_thread(
-            self.store.park, order_key=inp.order.key, workflow_id=inp.workflow_id, connector=inp.order.source,
-            raw_id=row.raw_id if row else inp.order.raw_id, stage=step, reason=str(exc),
-            errors=[{"target": step, "source_path": "", "value": None, "message": str(exc)}],
-            mapping_name=row.mapping_name if row else "", mapping_hash=row.mapping_hash if row else "",
-        )
-        await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="quarantined")
+        qid = await asyncio.to_thread(self._park_step, inp.order, inp.workflow_id, step, str(exc))
         log.warning("order.quarantined", workflow_id=inp.workflow_id, order_key=inp.order.key, stage=step,
                     error=exc.type_name, quarantine_id=qid)
         return StepResult(ok=False, parked=True, quarantine_id=qid, reason=f"{step}: {exc}"[:500])
@@ -146,16 +161,11 @@ class HubActivities:
     async def create_wms_order(self, inp: StepInput) -> StepResult:
         route = inp.order.route
         order, code = await asyncio.to_thread(self._load_order, inp.order)
-        spec = load_spec(route.wms_mapping)
         try:
             wms = await self.pool.get(route.wms)
             if not isinstance(wms, OutboundOrderTarget):
                 raise ConfigurationError(f"connector {route.wms!r} cannot create outbound orders")
-            context = {"outbound_code": code, "channel": order.channel.value, "shop": order.shop, **route.context}
-            mapped = spec.apply(order.model_dump(mode="json"), lookups=self.xref.lookups(), context=context)
-            if not mapped.ok:
-                raise ConfigurationError("; ".join(f"{e.target}: {e.message}" for e in mapped.errors))
-            document = mapped.value
+            document = self._target_document(order, route.wms_mapping, {"outbound_code": code}, route.context)
             document.setdefault("deliveryOrder", {})["deliveryOrderCode"] = code  # the idempotency key
             result = await wms.create_outbound_order(document)
         except ConnectorError as exc:
@@ -171,16 +181,12 @@ class HubActivities:
         route = inp.order.route
         assert route.erp
         order, code = await asyncio.to_thread(self._load_order, inp.order)
-        spec = load_spec(route.erp_mapping)
         try:
             erp = await self.pool.get(route.erp)
             if not isinstance(erp, SalesDocumentTarget):
                 raise ConfigurationError(f"connector {route.erp!r} cannot create sales documents")
-            context = {"bill_no": code, "channel": order.channel.value, "shop": order.shop, **route.context}
-            mapped = spec.apply(order.model_dump(mode="json"), lookups=self.xref.lookups(), context=context)
-            if not mapped.ok:
-                raise ConfigurationError("; ".join(f"{e.target}: {e.message}" for e in mapped.errors))
-            result = await erp.create_sales_document(mapped.value, code)
+            document = self._target_document(order, route.erp_mapping, {"bill_no": code}, route.context)
+            result = await erp.create_sales_document(document, code)
         except ConnectorError as exc:
             return await self._park_on_permanent("erp", inp, exc)
         await asyncio.to_thread(self.store.upsert_order, inp.order.key, erp_connector=route.erp,
@@ -192,15 +198,7 @@ class HubActivities:
     @activity.defn(name="park_failed_step")
     async def park_failed_step(self, inp: ParkInput) -> int:
         """Record in quarantine a step that exhausted its retries (the workflow waits for a replay)."""
-        row = await asyncio.to_thread(self.store.get_order, inp.order.key)
-        qid = await asyncio.to_thread(
-            self.store.park, order_key=inp.order.key, workflow_id=inp.workflow_id, connector=inp.order.source,
-            raw_id=row.raw_id if row else inp.order.raw_id, stage=inp.step, reason=inp.reason,
-            errors=[{"target": inp.step, "source_path": "", "value": None, "message": inp.reason}],
-            mapping_name=row.mapping_name if row else "", mapping_hash=row.mapping_hash if row else "",
-        )
-        await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="quarantined")
-        return qid
+        return await asyncio.to_thread(self._park_step, inp.order, inp.workflow_id, inp.step, inp.reason)
 
     @activity.defn(name="resolve_quarantine")
     async def resolve_quarantine(self, order_key: str) -> None:
