@@ -91,6 +91,14 @@ class Connector:
         """Make one cheap authenticated call; return a human summary or raise a ConnectorError."""
         raise NotImplementedError
 
+    def shop_of(self, payload: dict[str, Any]) -> str:
+        """Our name for the shop a pulled document belongs to (part of the order's business key).
+
+        Default: the ``shop`` setting, else the connector's name; platforms whose documents name
+        the shop override this.
+        """
+        return str(getattr(self.settings, "shop", "") or self.name)
+
     def describe(self) -> dict[str, Any]:
         """Settings as shown to people: secrets masked."""
         return {
@@ -179,6 +187,11 @@ def connector_kind(kind: str, title: str = ""):  # noqa: ANN201 - decorator
         return cls
 
     return decorate
+
+
+def default_order_mapping(kind: str) -> str:
+    """The mapping spec for a kind's orders when nobody names one: ``mappings/specs/{kind}_order.yaml``."""
+    return f"{kind}_order"
 
 
 def secret(value: SecretStr | None) -> str:

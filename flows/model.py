@@ -37,13 +37,13 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.base import default_order_mapping
 from mappings.expr import ExpressionError, compile_expr
 
 if typing.TYPE_CHECKING:
     from store import Store
 
 __all__ = [
-    "DEFAULT_ORDER_MAPPINGS",
     "STEPS",
     "Flow",
     "FlowError",
@@ -64,8 +64,6 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
 _NAME = re.compile(NAME_PATTERN)
 _NAME_HINT = "use lower-case letters, digits, '-', '_' or '.', starting with a letter or digit (at most 100)"
 
-DEFAULT_ORDER_MAPPINGS: dict[str, str] = {"taobao": "taobao_order"}
-"""Order mapping spec per connector kind when a source names none; other kinds use ``{kind}_order``."""
 
 Step = Literal["ingest", "mapping", "wms", "erp", "writeback"]
 STEPS: tuple[str, ...] = typing.get_args(Step)
@@ -180,7 +178,7 @@ class FlowSource(_Model):
 
     def mapping_for(self, kind: str) -> str:
         """The mapping spec this source uses when its connector is of ``kind``."""
-        return self.mapping or DEFAULT_ORDER_MAPPINGS.get(kind, f"{kind}_order")
+        return self.mapping or default_order_mapping(kind)
 
 
 class RouteRule(_Model):

@@ -37,9 +37,6 @@ from workflows.models import BackfillInput, IngestInput, Route, RouteRule, StepO
 
 log = structlog.get_logger("tongdao.flows")
 
-DEFAULT_ORDER_SPECS = {"taobao": "taobao_order"}
-
-
 def schedule_id(flow: str, source: FlowSource) -> str:
     return f"flow:{flow}:{source.connector}:{source.stream}"
 
@@ -52,7 +49,7 @@ def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
     return Route(
         channel=source.channel or kind,
         shop=source.shop,
-        order_mapping=source.mapping or DEFAULT_ORDER_SPECS.get(kind, f"{kind}_order"),
+        order_mapping=source.mapping_for(kind),
         wms=flow.targets.wms,
         wms_mapping=flow.targets.wms_mapping,
         erp=flow.targets.erp,
@@ -100,9 +97,17 @@ async def apply_flow(client: Client, store: Store, flow: Flow, task_queue: str, 
             state=ScheduleState(paused=paused or not flow.enabled,
                                 note=f"flow {flow.name} version {flow.version()}"),
         )
-        with contextlib.suppress(RPCError):
-            await client.get_schedule_handle(sid).delete()
-        await client.create_schedule(sid, schedule)
+        handle = client.get_schedule_handle(sid)
+        try:
+            current = (await handle.describe()).schedule.state
+        except RPCError:
+            current = None
+        if current is None or current.note != schedule.state.note or current.paused != schedule.state.paused:
+            # a new or changed flow (or a changed pause state): replace; unchanged ones are left as they
+            # are, so `tongdao up` reconciling every flow at start costs one describe per schedule
+            if current is not None:
+                await handle.delete()
+            await client.create_schedule(sid, schedule)
         ids.append(sid)
     log.info("flow.applied", flow=flow.name, version=flow.version(), schedules=ids, paused=paused)
     return ids

@@ -59,10 +59,12 @@ def create_app(rt: HubRuntime) -> FastAPI:
     @app.post("/quarantine/{qid}/replay")
     async def replay(qid: int) -> dict[str, Any]:
         assert rt.store and rt.client
-        row = await asyncio.to_thread(rt.store.mark_replaying, qid)
-        if row is None:
-            raise HTTPException(404, f"no quarantine entry {qid}")
-        await rt.client.get_workflow_handle(row.workflow_id).signal("replay", ReplayRequest(quarantine_id=qid))
+        try:
+            row = await request_replay(rt.client, rt.store, qid, "api")
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
         return {"id": qid, "workflow_id": row.workflow_id, "status": "replaying"}
 
     def ops() -> Any:
@@ -194,6 +196,19 @@ async def deliver_event(client: Client, store: Store, connector: str, event: dic
             return "already_closed"
         raise
     return "delivered"
+
+
+async def request_replay(client: Client, store: Store, qid: int, actor: str) -> Any:
+    """Ask a parked order's workflow to retry (CLI and API alike); mark the entry once it was told."""
+    row = await asyncio.to_thread(store.get_quarantine, qid)
+    if row is None:
+        raise LookupError(f"no quarantine entry {qid}")
+    if row.status == "resolved":
+        raise ValueError(f"entry {qid} is already resolved")
+    await client.get_workflow_handle(row.workflow_id).signal(
+        "replay", ReplayRequest(quarantine_id=qid, requested_by=actor))
+    await asyncio.to_thread(store.mark_replaying, qid)
+    return row
 
 
 async def release_held(client: Client, store: Store, flow: str) -> int:

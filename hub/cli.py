@@ -354,27 +354,22 @@ def quarantine_replay(qid: int = typer.Argument(..., metavar="ID")) -> None:
     The order's workflow re-runs the step that failed with the current mapping version.
     Example: `tongdao quarantine replay 3`
     """
+    from hub.api import request_replay
     from worker.client import connect
-    from workflows.models import ReplayRequest
 
     s = _settings()
     store = _store(s)
-    row = store.get_quarantine(qid)
-    if row is None:
-        raise _fail(f"no quarantine entry {qid}")
-    if row.status == "resolved":
-        raise _fail(f"entry {qid} is already resolved")
 
-    async def run() -> None:
+    async def run() -> Any:
         client = await connect(s.temporal_target, s.temporal_namespace, wait_s=5)
-        await client.get_workflow_handle(row.workflow_id).signal(
-            "replay", ReplayRequest(quarantine_id=qid, requested_by=_actor(s)))
+        return await request_replay(client, store, qid, _actor(s))
 
     try:
-        asyncio.run(run())
+        row = asyncio.run(run())
+    except (LookupError, ValueError) as exc:
+        raise _fail(str(exc)) from None
     except Exception as exc:
-        raise _fail(f"cannot signal {row.workflow_id}: {exc} (is `tongdao up` running?)") from None
-    store.mark_replaying(qid)
+        raise _fail(f"cannot signal the order's workflow: {exc} (is `tongdao up` running?)") from None
     console.print(f"replaying {row.order_key} (workflow {row.workflow_id})")
 
 

@@ -6,13 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from canonical import Order, order_key
-from connectors.base import OrderSource
+from connectors.base import OrderSource, default_order_mapping
 from connectors.errors import ConfigurationError
 from connectors.registry import instantiate
 from mappings import DictLookups, load_spec
 from store import Store
-
-DEFAULT_ORDER_SPECS = {"taobao": "taobao_order"}
 
 
 async def pull_canonical(store: Store, name: str, since: datetime, until: datetime, mapping: str | None,
@@ -20,16 +18,15 @@ async def pull_canonical(store: Store, name: str, since: datetime, until: dateti
     connector = instantiate(store, name)
     if not isinstance(connector, OrderSource):
         raise ConfigurationError(f"connector {name!r} has no orders stream")
-    spec = load_spec(mapping or DEFAULT_ORDER_SPECS.get(connector.kind, f"{connector.kind}_order"))
+    spec = load_spec(mapping or default_order_mapping(connector.kind))
     lookups = DictLookups(store.xref_tables())
-    shop_setting = getattr(connector.settings, "shop", "") or ""
     orders: list[Order] = []
     problems: list[str] = []
     seen: set[str] = set()
     try:
         async for page in connector.pull_orders(since, until):
             for record in page:
-                shop = shop_setting or str(record.payload.get("seller_nick") or name)
+                shop = connector.shop_of(record.payload)
                 key = order_key(connector.kind, shop, record.external_id)
                 if key in seen:
                     continue

@@ -256,12 +256,11 @@ class HubActivities:
         if not isinstance(connector, OrderSource):
             raise ConfigurationError(f"connector {win.connector!r} has no orders stream").to_application_error()
         channel = win.route.channel or connector.kind
-        default_shop = win.route.shop or getattr(connector.settings, "shop", "") or ""
         counts = IngestCounts()
         gate = asyncio.Semaphore(20)
 
         async def hand_over(record: Any) -> str:
-            shop = default_shop or str(record.payload.get("seller_nick") or win.connector)
+            shop = win.route.shop or connector.shop_of(record.payload)
             key = order_key(channel, shop, record.external_id)
             raw_id = await asyncio.to_thread(self.store.put_raw, win.connector, "order", record.external_id,
                                              record.payload, record.modified_at)

@@ -240,6 +240,10 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink):
             timeout_s=settings.timeout_s,
         )
 
+    def shop_of(self, payload: dict[str, Any]) -> str:
+        """The ``shop`` setting, else the trade's seller nick."""
+        return self.settings.shop or str(payload.get("seller_nick") or self.name)
+
     def __repr__(self) -> str:
         return f"<TaobaoConnector {self.name!r} app_key={self.settings.app_key!r} url={self.settings.base_url!r}>"
 
