@@ -170,3 +170,26 @@ async def test_malformed_orders_are_parked_and_a_replay_after_a_fix_completes_th
     finally:
         await systems.wms.aclose()
         systems.stop()
+
+
+async def test_search_attributes_are_registered_on_a_bare_server(tmp_path: Path) -> None:
+    """A reused or external server may lack the hub's search attributes: the hub adds them once."""
+    import subprocess
+
+    from simulators.server import free_port
+    from worker.client import connect
+    from worker.embedded import port_open, temporal_binary
+    from workflows import search
+
+    port = free_port()
+    proc = subprocess.Popen([temporal_binary(), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
+                             "--port", str(port), "--db-filename", str(tmp_path / "bare.db"), "--log-level", "error"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_for(lambda: port_open("127.0.0.1", port), timeout=30)
+        client = await connect(f"127.0.0.1:{port}")
+        assert await search.ensure_registered(client, "default") == sorted(k.name for k in search.ALL)
+        assert await search.ensure_registered(client, "default") == []
+    finally:
+        proc.terminate()
+        proc.wait(10)
