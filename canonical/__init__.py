@@ -8,6 +8,7 @@ from canonical.models import (
     Buyer,
     Channel,
     InventoryLevel,
+    LineRefundStatus,
     Order,
     OrderLine,
     OrderStatus,
@@ -16,7 +17,9 @@ from canonical.models import (
     Shipment,
     ShipmentLine,
     Sku,
+    hub_code,
     order_key,
+    revision_code,
 )
 from canonical.validation import Problem, validate_order
 
@@ -25,6 +28,7 @@ __all__ = [
     "Buyer",
     "Channel",
     "InventoryLevel",
+    "LineRefundStatus",
     "Order",
     "OrderLine",
     "OrderStatus",
@@ -34,6 +38,8 @@ __all__ = [
     "Shipment",
     "ShipmentLine",
     "Sku",
+    "hub_code",
     "order_key",
+    "revision_code",
     "validate_order",
 ]

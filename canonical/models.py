@@ -8,6 +8,8 @@ strings so that histories and JSON stay readable.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -48,12 +50,25 @@ class OrderStatus(StrEnum):
     """Normalised order status; each connector's mapping spec translates its platform's values."""
 
     PENDING_PAYMENT = "pending_payment"
+    DEPOSIT_PAID = "deposit_paid"  # presale: deposit paid, balance not yet (not releasable)
     PAID = "paid"  # paid, waiting to be shipped
     PARTIALLY_SHIPPED = "partially_shipped"
     SHIPPED = "shipped"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     REFUNDING = "refunding"
+
+
+class LineRefundStatus(StrEnum):
+    """Refund state of one order line, whatever the platform calls it.
+
+    ``requested``: the buyer asked and the platform has not decided (the line may still ship, but
+    an unreleased order waits); ``refunded``: money returned, the line must not ship.
+    """
+
+    NONE = "none"
+    REQUESTED = "requested"
+    REFUNDED = "refunded"
 
 
 class OrderTag(StrEnum):
@@ -101,11 +116,26 @@ class OrderLine(_Model):
     discount: Amount = Field(Decimal("0"), ge=0)
     total: Amount = Field(ge=0, description="amount the buyer pays for this line")
     is_gift: bool = False
+    refund_status: LineRefundStatus = LineRefundStatus.NONE
 
 
 def order_key(channel: str, shop: str, external_id: str) -> str:
     """The business key of an order: unique across every channel and shop."""
     return f"{channel}:{shop}:{external_id}"
+
+
+def hub_code(key: str) -> str:
+    """Our own order number, the same in the WMS and the ERP: short, stable, derived from the key.
+
+    An amended order (a line refunded, the address changed) is re-sent under ``revision_code``.
+    """
+    digest = hashlib.sha256(key.encode()).digest()[:10]
+    return "TD" + base64.b32encode(digest).decode().rstrip("=")
+
+
+def revision_code(code: str, revision: int) -> str:
+    """The WMS/ERP document code of an order's ``revision``-th amendment (0 = the original)."""
+    return code if revision <= 0 else f"{code}R{revision}"
 
 
 class Order(_Model):
@@ -173,6 +203,7 @@ class InventoryLevel(_Model):
 class ShipmentLine(_Model):
     sku: str
     quantity: int = Field(gt=0)
+    line_id: str = Field("", description="the channel's line id, when known (for split write-back)")
 
 
 class Shipment(_Model):
@@ -184,6 +215,8 @@ class Shipment(_Model):
     tracking_number: str = Field(min_length=1)
     shipped_at: UtcDatetime
     lines: list[ShipmentLine] = Field(default_factory=list)
+    package_id: str = Field("", description="the WMS's package id; tracking number when it has none")
+    final: bool = Field(True, description="False for a partial confirmation: more packages will follow")
 
 
 def utcnow() -> datetime:

@@ -12,8 +12,8 @@ translating those to and from the canonical model is the job of the mapping spec
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime
-from typing import Any, ClassVar
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -38,11 +38,31 @@ class ConnectorSecrets(BaseModel):
 
 
 class RawRecord(BaseModel):
-    """One record as the platform sent it, plus the keys the engine needs without parsing it."""
+    """One record as the platform sent it, plus the keys the engine needs without parsing it.
+
+    ``error`` is set (and ``payload`` is what the listing gave) when this one record could not be
+    fetched for a permanent reason: the engine parks it in quarantine and the window moves on.
+    """
 
     external_id: str
     modified_at: datetime | None = None
     payload: dict[str, Any]
+    error: str | None = None
+
+
+class IngestDefaults(BaseModel):
+    """How a kind's incremental pull is best run; a flow may override each value per source.
+
+    ``lag``: stay this far behind now (platforms that index ``modified`` late need more);
+    ``overlap``: re-read this much before the cursor; ``chunk``: one activity per chunk;
+    ``window``: the engine calls ``pull_orders`` per window of this width and checkpoints after
+    each one, so a retried activity resumes instead of starting the chunk again.
+    """
+
+    lag: timedelta = timedelta(seconds=5)
+    overlap: timedelta = timedelta(minutes=5)
+    chunk: timedelta = timedelta(hours=6)
+    window: timedelta = timedelta(hours=1)
 
 
 class PushResult(BaseModel):
@@ -52,6 +72,49 @@ class PushResult(BaseModel):
     status_code: int = 200
     media_type: str = "application/json"
     body: str = ""
+
+
+class CancelResult(BaseModel):
+    """Outcome of cancelling a document on a target system (idempotent: a repeat is ``already_cancelled``).
+
+    ``refused``: the target will not cancel (the parcel left, the bill was audited and cannot be
+    reversed); ``message`` says what it answered. ``not_found``: the target never had it.
+    """
+
+    outcome: Literal["cancelled", "already_cancelled", "refused", "not_found"]
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.outcome in ("cancelled", "already_cancelled", "not_found")
+
+
+class OutboundState(BaseModel):
+    """What a WMS says about one outbound order (``deliveryorder.query`` and the like).
+
+    ``status`` is normalised: accepted (created, not shipped), partially_shipped, shipped,
+    cancelled, or other (``raw_status`` says which); ``shipments`` has one entry per package.
+    """
+
+    status: Literal["accepted", "partially_shipped", "shipped", "cancelled", "other"]
+    raw_status: str = ""
+    shipments: list[Shipment] = Field(default_factory=list)
+
+
+class WriteBackResult(BaseModel):
+    """Outcome of writing a shipment back to the channel.
+
+    ``taken``: the platform recorded it now; otherwise it was already recorded. ``tracking_on_platform``
+    lists the tracking numbers the platform shows for the order (when it had to look): one that
+    differs from ours is a conflict a person must look at.
+    """
+
+    taken: bool
+    tracking_on_platform: list[str] = Field(default_factory=list)
+
+    def conflicts_with(self, tracking_number: str) -> bool:
+        return (not self.taken and bool(self.tracking_on_platform)
+                and tracking_number not in self.tracking_on_platform)
 
 
 class CreateResult(BaseModel):
@@ -113,8 +176,11 @@ class Connector:
 class OrderSource:
     """Capability 'orders': pull orders incrementally and fetch one in full."""
 
+    ingest_defaults: ClassVar[IngestDefaults] = IngestDefaults()
+
     async def pull_orders(self, since: datetime, until: datetime) -> AsyncIterator[list[RawRecord]]:
-        """Yield pages of full order documents modified in [since, until)."""
+        """Yield pages of full order documents modified in [since, until), each page as soon as it
+        is read (the engine hands it over and heartbeats before asking for the next one)."""
         raise NotImplementedError
         yield []  # pragma: no cover
 
@@ -125,8 +191,10 @@ class OrderSource:
 class ShipmentSink:
     """Capability 'shipments': write a shipment's tracking number back to the channel."""
 
-    async def push_shipment(self, external_order_id: str, shipment: Shipment) -> bool:
-        """Return True when the platform took it now, False when it was already recorded."""
+    async def push_shipment(self, external_order_id: str, shipment: Shipment,
+                            line_ids: list[str] | None = None) -> WriteBackResult:
+        """Record one package. ``line_ids``: the channel's line ids in this package when the order
+        ships in several packages (split shipment); None = the whole order. Idempotent."""
         raise NotImplementedError
 
 
@@ -139,6 +207,15 @@ class OutboundOrderTarget:
 
     async def get_shipment(self, order_code: str) -> Shipment | None:
         """Poll for the shipment of an outbound order (fallback when no push arrives)."""
+        state = await self.get_outbound(order_code)
+        return state.shipments[0] if state is not None and state.shipments else None
+
+    async def get_outbound(self, order_code: str) -> OutboundState | None:
+        """The WMS's view of an outbound order, None when it does not know the code."""
+        raise NotImplementedError
+
+    async def cancel_outbound_order(self, order_code: str, warehouse: str = "", reason: str = "") -> CancelResult:
+        """Cancel (intercept) an outbound order; ``refused`` when it already left the warehouse."""
         raise NotImplementedError
 
 
@@ -156,9 +233,22 @@ class SalesDocumentTarget:
         """Idempotent by ``number`` (our bill number)."""
         raise NotImplementedError
 
+    async def cancel_sales_document(self, number: str, reason: str = "") -> CancelResult:
+        """Void the sales document ``number`` the way the ERP documents it; idempotent."""
+        raise NotImplementedError
+
 
 class PushReceiver:
-    """Capability 'push': verify and parse an inbound push on ``POST /hooks/{connector}``."""
+    """Capability 'push': verify and parse an inbound push on ``POST /hooks/{connector}``.
+
+    Events are dicts the engine understands:
+
+    * ``{"type": "shipment", "order_code", "shipment": Shipment as JSON}`` - one per package;
+      ``shipment.final`` is False for a partial confirmation (more packages follow);
+    * ``{"type": "outbound_status", "order_code", "status": "cancelled"|"closed"|..., "raw_status"}``
+      - the WMS cancelled or closed the outbound order;
+    * ``{"type": "order_changed", "external_id", ...}`` - a marketplace says an order changed.
+    """
 
     async def handle_push(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> PushResult:
         raise NotImplementedError

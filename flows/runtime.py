@@ -31,9 +31,9 @@ from temporalio.service import RPCError
 from flows.model import Flow, FlowSource, check_against_registry
 from store import Store
 from workflows import search
-from workflows.backfill import BackfillWorkflow
-from workflows.ingest import IngestWorkflow
+from workflows.ingest import BackfillWorkflow, IngestWorkflow
 from workflows.models import BackfillInput, IngestInput, Route, RouteRule, StepOptions
+from workflows.order.client import release_held
 
 log = structlog.get_logger("tongdao.flows")
 
@@ -235,8 +235,6 @@ class FlowOps:
         return {"flow": name, "paused": True}
 
     async def resume(self, name: str) -> dict[str, Any]:
-        from hub.api import release_held
-
         flow, _ = self.get(name)
         client = self._need_client()
         await asyncio.to_thread(self.store.set_flow_paused, name, False, self.actor)

@@ -354,7 +354,7 @@ def quarantine_replay(qid: int = typer.Argument(..., metavar="ID")) -> None:
     The order's workflow re-runs the step that failed with the current mapping version.
     Example: `tongdao quarantine replay 3`
     """
-    from hub.api import request_replay
+    from workflows.order.client import request_replay
     from worker.client import connect
 
     s = _settings()

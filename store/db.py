@@ -7,7 +7,6 @@ can use one file at once.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from canonical import hub_code
 from store.secrets import SecretBox
 from store.tables import (
     ConnectorRow,
@@ -40,12 +40,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def hub_code(order_key: str) -> str:
-    """Our own order number, the same in the WMS and the ERP: short, stable, derived from the key."""
-    digest = hashlib.sha256(order_key.encode()).digest()[:10]
-    return "TD" + base64.b32encode(digest).decode().rstrip("=")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:

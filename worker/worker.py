@@ -7,35 +7,31 @@ from temporalio.worker import Worker
 
 from connectors.registry import ConnectorPool
 from store import Store
-from workflows.activities import HubActivities
-from workflows.backfill import BackfillWorkflow
-from workflows.ingest import IngestWorkflow
+from workflows.ingest import BackfillWorkflow, IngestWorkflow
+from workflows.ingest.activities import IngestActivities
 from workflows.order import OrderWorkflow
+from workflows.order.activities import OrderActivities
 
 WORKFLOWS = [OrderWorkflow, IngestWorkflow, BackfillWorkflow]
 
 
-def activities_of(acts: HubActivities) -> list:
-    return [
-        acts.prepare_order,
-        acts.create_wms_order,
-        acts.create_erp_order,
-        acts.resolve_quarantine,
-        acts.park_failed_step,
-        acts.poll_shipment,
-        acts.write_back_shipment,
-        acts.load_cursor,
-        acts.ingest_window,
-    ]
+def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue: str) -> list:
+    """Every activity the worker runs: each capability's activities, bound to the shared resources."""
+    found = []
+    for acts in (OrderActivities(store, pool), IngestActivities(store, pool, client, task_queue)):
+        for name in dir(acts):
+            method = getattr(acts, name)
+            if callable(method) and hasattr(method, "__temporal_activity_definition"):
+                found.append(method)
+    return found
 
 
 def build_worker(client: Client, store: Store, pool: ConnectorPool, task_queue: str) -> Worker:
-    acts = HubActivities(store, pool, client, task_queue)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_of(acts),
+        activities=activities_of(store, pool, client, task_queue),
         max_concurrent_activities=200,
         max_concurrent_local_activities=100,
         max_concurrent_workflow_tasks=100,

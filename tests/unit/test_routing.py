@@ -7,7 +7,7 @@ from pathlib import Path
 from canonical import Order
 from flows.model import load_flow
 from workflows.models import Route, RouteRule
-from workflows.routing import resolve_route
+from workflows.order.routing import resolve_route
 
 ROOT = Path(__file__).parents[2]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from canonical import hub_code
 from store import open_store
-from store.db import hub_code
 
 
 @pytest.fixture

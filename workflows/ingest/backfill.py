@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.activities import HubActivities
+    from workflows.ingest.activities import IngestActivities
     from workflows.models import BackfillInput, IngestCounts, IngestWindow
 
 
@@ -34,7 +34,7 @@ class BackfillWorkflow:
         while start < inp.until:
             end = min(start + inp.page, inp.until)
             counts = await workflow.execute_activity_method(
-                HubActivities.ingest_window,
+                IngestActivities.ingest_window,
                 IngestWindow(connector=inp.connector, stream=inp.stream, since=start, until=end, route=inp.route,
                              advance_cursor=False),
                 start_to_close_timeout=timedelta(minutes=30),

@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.activities import HubActivities
+    from workflows.ingest.activities import IngestActivities
     from workflows.models import IngestCounts, IngestInput, IngestWindow
 
 
@@ -28,7 +28,7 @@ class IngestWorkflow:
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestCounts:
         cursor = await workflow.execute_activity_method(
-            HubActivities.load_cursor, inp, start_to_close_timeout=timedelta(seconds=30),
+            IngestActivities.load_cursor, inp, start_to_close_timeout=timedelta(seconds=30),
         )
         since = cursor - inp.overlap
         until = workflow.now() - inp.lag
@@ -37,7 +37,7 @@ class IngestWorkflow:
         while start < until:
             end = min(start + inp.chunk, until)
             counts = await workflow.execute_activity_method(
-                HubActivities.ingest_window,
+                IngestActivities.ingest_window,
                 IngestWindow(connector=inp.connector, stream=inp.stream, since=start, until=end, route=inp.route),
                 start_to_close_timeout=max(timedelta(minutes=30), inp.route.options("ingest").timeout),
                 heartbeat_timeout=timedelta(minutes=2),

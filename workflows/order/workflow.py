@@ -23,7 +23,6 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import search
-    from workflows.activities import HubActivities
     from workflows.models import (
         OrderInput,
         OrderOutcome,
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StepInput,
         StepResult,
     )
+    from workflows.order.activities import OrderActivities
 
 def step_options(route: Route, step: str) -> dict:
     """Activity timeout and retry policy of a step, as the flow configured them (safe defaults)."""
@@ -98,7 +98,7 @@ class OrderWorkflow:
                 await workflow.wait_condition(lambda: self._shipment is not None, timeout=inp.route.shipment_poll)
             except TimeoutError:
                 polled = await workflow.execute_activity_method(
-                    HubActivities.poll_shipment, StepInput(order=inp, workflow_id=wf_id),
+                    OrderActivities.poll_shipment, StepInput(order=inp, workflow_id=wf_id),
                     **step_options(inp.route, "wms"),
                 )
                 if polled is not None and self._shipment is None:
@@ -110,7 +110,7 @@ class OrderWorkflow:
         shipment = self._shipment
         self._set_stage("writing_back")
         await self._until_ok("writeback", lambda parked: self._guard(inp, "writeback", workflow.execute_activity_method(
-            HubActivities.write_back_shipment,
+            OrderActivities.write_back_shipment,
             ShipmentStepInput(order=inp, workflow_id=wf_id, shipment=shipment, was_parked=parked),
             **step_options(inp.route, "writeback"),
         )))
@@ -129,7 +129,7 @@ class OrderWorkflow:
         parked = False
         while True:
             prepared = await workflow.execute_local_activity_method(
-                HubActivities.prepare_order,
+                OrderActivities.prepare_order,
                 PrepareInput(order=inp, raw_id=self._raw_id or inp.raw_id, workflow_id=wf_id, was_parked=parked),
                 **step_options(inp.route, "mapping"),
             )
@@ -139,14 +139,14 @@ class OrderWorkflow:
                 if prepared.route is not None and workflow.patched("flow-routes"):
                     inp = inp.model_copy(update={"route": prepared.route})
                 self._set_stage("mapped")
-                steps = [self._activity(HubActivities.create_wms_order, inp, parked, "wms")]
+                steps = [self._activity(OrderActivities.create_wms_order, inp, parked, "wms")]
                 if inp.route.erp:
-                    steps.append(self._activity(HubActivities.create_erp_order, inp, parked, "erp"))
+                    steps.append(self._activity(OrderActivities.create_erp_order, inp, parked, "erp"))
                 results = await asyncio.gather(*steps)
                 if all(r.ok for r in results):
                     if parked:
                         await workflow.execute_local_activity_method(
-                            HubActivities.resolve_quarantine, inp.key, start_to_close_timeout=timedelta(seconds=30))
+                            OrderActivities.resolve_quarantine, inp.key, start_to_close_timeout=timedelta(seconds=30))
                     return inp
                 self._parked_reason = next(r.reason for r in results if not r.ok)
             parked = True
@@ -193,7 +193,7 @@ class OrderWorkflow:
         except ActivityError as exc:
             reason = f"{step}: gave up after retries: {exc.cause or exc}"[:500]
             await workflow.execute_local_activity_method(
-                HubActivities.park_failed_step,
+                OrderActivities.park_failed_step,
                 ParkInput(order=inp, workflow_id=workflow.info().workflow_id, step=step, reason=reason),
                 start_to_close_timeout=timedelta(seconds=30),
             )
