@@ -17,6 +17,7 @@ from canonical.models import (
     Shipment,
     ShipmentLine,
     Sku,
+    base_code,
     hub_code,
     order_key,
     revision_code,
@@ -25,6 +26,7 @@ from canonical.validation import Problem, validate_order
 
 __all__ = [
     "Address",
+    "base_code",
     "Buyer",
     "Channel",
     "InventoryLevel",

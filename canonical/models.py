@@ -138,6 +138,12 @@ def revision_code(code: str, revision: int) -> str:
     return code if revision <= 0 else f"{code}R{revision}"
 
 
+def base_code(code: str) -> str:
+    """The hub code an amendment's document code was derived from (``TD…R2`` → ``TD…``)."""
+    head, sep, tail = code.rpartition("R")
+    return head if sep and tail.isdigit() and len(head) == 18 and head.startswith("TD") else code
+
+
 class Order(_Model):
     """A sales order from any channel."""
 

@@ -21,11 +21,11 @@ from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from canonical import hub_code
+from canonical import base_code, hub_code
+from store.lifecycle import LifecycleQueries
 from store.secrets import SecretBox
 from store.tables import (
     ConnectorRow,
-    CursorRow,
     FlowRow,
     FlowVersionRow,
     HeldPushRow,
@@ -71,7 +71,7 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-class Store:
+class Store(LifecycleQueries):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self.box = box
@@ -164,8 +164,9 @@ class Store:
             return s.get(OrderRow, key)
 
     def order_by_hub_code(self, code: str) -> OrderRow | None:
+        """The order a WMS/ERP document code belongs to (an amendment's code included)."""
         with self.session() as s:
-            return s.scalars(select(OrderRow).filter_by(hub_code=code)).first()
+            return s.scalars(select(OrderRow).filter_by(hub_code=base_code(code))).first()
 
     def orders_by_external_id(self, external_id: str) -> list[OrderRow]:
         with self.session() as s:
@@ -219,26 +220,6 @@ class Store:
             if status:
                 q = q.where(QuarantineRow.status == status)
             return list(s.scalars(q))
-
-    # -- cursors ----------------------------------------------------------------------------
-    def get_cursor(self, connector: str, stream: str) -> datetime | None:
-        with self.session() as s:
-            row = s.get(CursorRow, (connector, stream))
-            return row.position if row else None
-
-    def set_cursor(self, connector: str, stream: str, position: datetime, force: bool = False) -> None:
-        """Move the cursor forward (never back, unless ``force``: a deliberate re-read)."""
-        for _ in range(3):
-            try:
-                with self.session() as s:
-                    row = s.get(CursorRow, (connector, stream))
-                    if row is None:
-                        s.add(CursorRow(connector=connector, stream=stream, position=position, updated_at=now()))
-                    elif force or position > row.position:
-                        row.position, row.updated_at = position, now()
-                return
-            except IntegrityError:  # two runs created the row at once; the next pass updates it
-                continue
 
     # -- cross references -------------------------------------------------------------------
     def set_xref(self, table: str, values: dict[str, str]) -> None:

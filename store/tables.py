@@ -89,6 +89,9 @@ class OrderRow(Base):
     erp_number: Mapped[str] = mapped_column(String(100), default="")
     carrier_code: Mapped[str] = mapped_column(String(30), default="")
     tracking_number: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[str] = mapped_column(String(30), default="", doc="canonical status of the latest version")
+    revision: Mapped[int] = mapped_column(Integer, default=0, doc="amendments sent to the targets")
+    outcome: Mapped[str] = mapped_column(String(40), default="", doc="released, closed_unpaid, cancelled_before...")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     __table_args__ = (Index("ix_orders_external", "channel", "external_id"), Index("ix_orders_stage", "stage"))
@@ -169,3 +172,50 @@ class HeldPushRow(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     __table_args__ = (Index("ix_held_pushes_flow", "flow", "released_at"),)
+
+
+class FlowCursorRow(Base):
+    """How far one flow has read one source: two flows on one connector keep separate cursors."""
+
+    __tablename__ = "flow_cursors"
+    flow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    connector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(50), primary_key=True)
+    position: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class TaskRow(Base):
+    """A human step: an after-sales case, a tracking conflict, an approval... (the task inbox).
+
+    ``ref`` makes raising the same task twice a no-op (a retried activity, a replayed workflow).
+    """
+
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    order_key: Mapped[str] = mapped_column(String(300), default="")
+    ref: Mapped[str] = mapped_column(String(200), default="")
+    workflow_id: Mapped[str] = mapped_column(String(400), default="")
+    role: Mapped[str] = mapped_column(String(40), default="operator")
+    title: Mapped[str] = mapped_column(String(300))
+    details: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | done
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_by: Mapped[str] = mapped_column(String(100), default="")
+    __table_args__ = (UniqueConstraint("kind", "order_key", "ref", name="uq_tasks_kind_order_ref"),
+                      Index("ix_tasks_status", "status", "kind"))
+
+
+class PendingPushRow(Base):
+    """A validly signed push about an order code the hub does not know yet; delivered when it appears."""
+
+    __tablename__ = "pending_pushes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connector: Mapped[str] = mapped_column(String(100))
+    order_code: Mapped[str] = mapped_column(String(100))
+    event: Mapped[dict] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    __table_args__ = (Index("ix_pending_pushes_code", "order_code", "delivered_at"),)

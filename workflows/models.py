@@ -39,7 +39,7 @@ class Route(BaseModel):
     channel: str = ""
     shop: str = ""
     order_mapping: str = "taobao_order"
-    wms: str
+    wms: str | None = Field(None, description="WMS connector; None for an ERP-only flow")
     wms_mapping: str = "qimen_deliveryorder"
     erp: str | None = None
     erp_mapping: str = "kingdee_sale_order"
@@ -145,6 +145,7 @@ class IngestInput(BaseModel):
     lag: timedelta = Field(timedelta(seconds=5), description="stay behind now: platforms index late")
     chunk: timedelta = Field(timedelta(hours=6), description="one activity per chunk, cursor saved after each")
     flow: str = ""
+    window: timedelta = Field(timedelta(hours=1), description="checkpoint granularity inside a chunk")
 
 
 class IngestWindow(BaseModel):
@@ -154,6 +155,8 @@ class IngestWindow(BaseModel):
     until: datetime
     route: Route
     advance_cursor: bool = Field(True, description="False for backfills: they never move the live cursor")
+    flow: str = Field("", description="whose cursor to move (each flow keeps its own)")
+    window: timedelta = Field(timedelta(hours=1), description="checkpoint granularity: resume after the last window")
 
 
 class BackfillInput(BaseModel):

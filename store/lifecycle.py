@@ -1,0 +1,137 @@
+"""Store queries of the order's life beyond the happy path: the task inbox, pushes that arrived
+before their order, and per-flow cursors. Mixed into :class:`store.Store`."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from store.tables import CursorRow, FlowCursorRow, PendingPushRow, TaskRow
+
+TASK_KINDS = ("after_sales", "tracking_conflict", "out_of_stock", "approval", "manual_review", "missing_order")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LifecycleQueries:
+    """Methods of :class:`store.Store`; ``session`` is the Store's transaction context."""
+
+    def session(self) -> AbstractContextManager[Session]:  # pragma: no cover - provided by Store
+        raise NotImplementedError
+
+    # -- task inbox ---------------------------------------------------------------------------
+    def raise_task(self, *, kind: str, order_key: str, title: str, details: dict[str, Any], ref: str = "",
+                   workflow_id: str = "", role: str = "operator") -> tuple[int, bool]:
+        """Open a task; the same (kind, order, ref) twice is one task. Returns (id, created)."""
+        for _ in range(3):
+            with self.session() as s:
+                found = s.scalars(select(TaskRow).filter_by(kind=kind, order_key=order_key, ref=ref)).first()
+                if found is not None:
+                    return found.id, False
+            try:
+                with self.session() as s:
+                    row = TaskRow(kind=kind, order_key=order_key, ref=ref, workflow_id=workflow_id, role=role,
+                                  title=title[:300], details=details, status="open", created_at=_now(),
+                                  updated_at=_now(), closed_by="")
+                    s.add(row)
+                    s.flush()
+                    return row.id, True
+            except IntegrityError:  # raised at the same moment by a retried activity: read it back
+                continue
+        raise RuntimeError(f"could not raise task {kind} for {order_key}")
+
+    def list_tasks(self, status: str | None = "open", kind: str | None = None, role: str | None = None,
+                   older_than: datetime | None = None) -> list[TaskRow]:
+        with self.session() as s:
+            q = select(TaskRow).order_by(TaskRow.id)
+            if status:
+                q = q.where(TaskRow.status == status)
+            if kind:
+                q = q.where(TaskRow.kind == kind)
+            if role:
+                q = q.where(TaskRow.role == role)
+            if older_than:
+                q = q.where(TaskRow.created_at < older_than)
+            return list(s.scalars(q))
+
+    def close_task(self, task_id: int, actor: str) -> TaskRow | None:
+        with self.session() as s:
+            row = s.get(TaskRow, task_id)
+            if row is not None and row.status != "done":
+                row.status, row.closed_by, row.updated_at = "done", actor, _now()
+            return row
+
+    # -- pushes for orders not known yet ---------------------------------------------------------
+    def keep_pending_push(self, connector: str, order_code: str, event: dict[str, Any]) -> int:
+        with self.session() as s:
+            row = PendingPushRow(connector=connector, order_code=order_code, event=event, received_at=_now(),
+                                 delivered_at=None)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def take_pending_pushes(self, order_codes: list[str]) -> list[PendingPushRow]:
+        """Pushes kept for these codes, oldest first, marked delivered (the caller applies them)."""
+        with self.session() as s:
+            rows = list(s.scalars(select(PendingPushRow).where(PendingPushRow.order_code.in_(order_codes),
+                                                               PendingPushRow.delivered_at.is_(None))
+                                  .order_by(PendingPushRow.id)))
+            for row in rows:
+                row.delivered_at = _now()
+            return rows
+
+    def pending_pushes(self) -> list[PendingPushRow]:
+        with self.session() as s:
+            return list(s.scalars(select(PendingPushRow).where(PendingPushRow.delivered_at.is_(None))
+                                  .order_by(PendingPushRow.id)))
+
+    # -- cursors ----------------------------------------------------------------------------------
+    def get_cursor(self, connector: str, stream: str, flow: str = "") -> datetime | None:
+        """The flow's cursor on a source; a flow without one yet starts from the connector's
+        (shared, pre-flow) cursor, so upgrading keeps the position."""
+        with self.session() as s:
+            if flow:
+                row = s.get(FlowCursorRow, (flow, connector, stream))
+                if row is not None:
+                    return row.position
+            shared = s.get(CursorRow, (connector, stream))
+            return shared.position if shared else None
+
+    def set_cursor(self, connector: str, stream: str, position: datetime, force: bool = False,
+                   flow: str = "") -> None:
+        """Move the cursor forward (never back, unless ``force``: a deliberate re-read)."""
+        for _ in range(3):
+            try:
+                with self.session() as s:
+                    if flow:
+                        row: Any = s.get(FlowCursorRow, (flow, connector, stream))
+                        new: Any = FlowCursorRow(flow=flow, connector=connector, stream=stream, position=position,
+                                                 updated_at=_now())
+                    else:
+                        row = s.get(CursorRow, (connector, stream))
+                        new = CursorRow(connector=connector, stream=stream, position=position, updated_at=_now())
+                    if row is None:
+                        s.add(new)
+                    elif force or position > row.position:
+                        row.position, row.updated_at = position, _now()
+                return
+            except IntegrityError:  # two runs created the row at once; the next pass updates it
+                continue
+
+    def drop_flow_cursors(self, flow: str, connector: str | None = None) -> None:
+        with self.session() as s:
+            q = select(FlowCursorRow).where(FlowCursorRow.flow == flow)
+            if connector:
+                q = q.where(FlowCursorRow.connector == connector)
+            for row in s.scalars(q):
+                s.delete(row)
+
+
+__all__ = ["LifecycleQueries", "TASK_KINDS"]
