@@ -22,7 +22,7 @@ async def main() -> None:
     client = await connect(args.address)
     wf_id = args.workflow_id
     if wf_id is None:
-        async for wf in client.list_workflows('WorkflowType = "OrderSync" AND ExecutionStatus = "Completed"',
+        async for wf in client.list_workflows('WorkflowType = "OrderLifecycle" AND ExecutionStatus = "Completed"',
                                               limit=1):
             wf_id = wf.id
     if wf_id is None:

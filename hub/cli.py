@@ -354,8 +354,8 @@ def quarantine_replay(qid: int = typer.Argument(..., metavar="ID")) -> None:
     The order's workflow re-runs the step that failed with the current mapping version.
     Example: `tongdao quarantine replay 3`
     """
-    from workflows.order.client import request_replay
     from worker.client import connect
+    from workflows.order.client import request_replay
 
     s = _settings()
     store = _store(s)

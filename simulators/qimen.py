@@ -20,8 +20,23 @@ What it implements, and where each rule comes from:
   order ships, signed like any Qimen call, with a fresh ``outBizCode`` per confirm ("message id
   used for de-duplication") and retried on failure. With the ``duplicate`` fault the very same
   confirm (same outBizCode) is pushed twice, as real WMSs do after network trouble.
+  ``confirmType`` ("支持出库单多次发货"): 0 = the final confirmation of the order, 1 = an
+  intermediate one. With ``split_packages`` an order of 2+ lines ships in two packages, each
+  pushed as its own confirm carrying only that package: the first with confirmType=1 and status
+  PARTDELIVERED, the second with confirmType=0 and status DELIVERED.
 * ``taobao.qimen.deliveryorder.query`` (发货单查询, apiId 24690): orderCode, page and pageSize
-  are required; returns deliveryOrder, packages, orderLines and totalLines.
+  are required; returns deliveryOrder, packages, orderLines and totalLines. Status values are
+  the documented ones (NEW, ACCEPT, PARTDELIVERED, DELIVERED, EXCEPTION, CANCELED, CLOSED,
+  REJECT, CANCELEDFAIL); this WMS uses ACCEPT, PARTDELIVERED, DELIVERED, CANCELED and CLOSED.
+  Every package shipped so far is listed.
+* ``taobao.qimen.order.cancel`` (单据取消, apiId 26000): warehouseCode and orderCode are
+  required (必须), ownerCode, orderId, orderType and cancelReason optional; the answer has only
+  flag/code/message. An order not yet shipped becomes CANCELED and never ships nor pushes a
+  confirm afterwards. One that shipped (even in part) is refused with flag=failure and
+  "单据已发货,不能取消"; an unknown code gets "单据不存在". The spec defines no error for a
+  repeat, so a repeat cancel of a cancelled order is answered flag=success with message
+  "单据已取消" (the cancel is idempotent). A create that reuses the code of a cancelled order is
+  refused as a duplicate ("单据已存在(已取消),重复单据不能再次创建"): the code is spent.
 * ``taobao.qimen.inventory.query`` (库存查询): ``criteriaList/criteria`` in,
   ``items/item`` (warehouseCode, itemCode, itemId, inventoryType, quantity, lockQuantity) out.
 
@@ -72,6 +87,7 @@ METHOD_CREATE = "taobao.qimen.deliveryorder.create"
 METHOD_CONFIRM = "taobao.qimen.deliveryorder.confirm"
 METHOD_QUERY = "taobao.qimen.deliveryorder.query"
 METHOD_INVENTORY = "taobao.qimen.inventory.query"
+METHOD_CANCEL = "taobao.qimen.order.cancel"
 
 SYSTEM_PARAMS = ("method", "app_key", "customerId", "format", "sign_method", "timestamp", "v", "sign")
 """Gateway parameters every call must carry in its query string."""
@@ -116,7 +132,12 @@ LOGISTICS_NAMES = {
 WAYBILL_PREFIX = {"SF": "SF", "YTO": "YT", "ZTO": "ZT", "STO": "ST", "YUNDA": "YD", "JD": "JD", "EMS": "EM"}
 DEFAULT_ITEM_WEIGHT_G = 500
 STATUS_ACCEPTED = "ACCEPT"
+STATUS_PARTDELIVERED = "PARTDELIVERED"
 STATUS_DELIVERED = "DELIVERED"
+STATUS_CANCELED = "CANCELED"
+STATUS_CLOSED = "CLOSED"
+SHIPPABLE = (STATUS_ACCEPTED, STATUS_PARTDELIVERED)
+CONFIRM_FINAL, CONFIRM_PARTIAL = "0", "1"
 ITEM_CODE_KEYS = ("item_code", "itemCode", "sku", "sku_code", "code")
 
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -259,6 +280,41 @@ class OrderLine:
 
 
 @dataclass
+class Package:
+    """One parcel that left the warehouse: its waybill and what it holds (line, quantity)."""
+
+    number: int
+    package_code: str
+    logistics_code: str
+    logistics_name: str
+    express_code: str
+    weight_kg: str
+    shipped_at: str
+    contents: list[tuple[OrderLine, int]]
+
+    def as_state(self) -> dict[str, Any]:
+        return {
+            "package_code": self.package_code,
+            "express_code": self.express_code,
+            "logistics_code": self.logistics_code,
+            "shipped_at": self.shipped_at,
+            "items": [
+                {"order_line_no": line.order_line_no, "item_code": line.item_code, "quantity": qty}
+                for line, qty in self.contents
+            ],
+        }
+
+
+@dataclass
+class PendingConfirm:
+    """A deliveryorder.confirm to push: package ``number`` of the order, or a status-only one (0)."""
+
+    key: tuple[str, str]
+    number: int
+    status: str
+
+
+@dataclass
 class OutboundOrder:
     """An outbound (delivery) order held by the simulated WMS."""
 
@@ -282,6 +338,10 @@ class OutboundOrder:
     operate_time: str = ""
     out_biz_codes: list[str] = field(default_factory=list)
     confirm_acked: bool = False
+    #: line indexes per package, decided at creation (one group unless the order ships split)
+    plan: list[list[int]] = field(default_factory=list)
+    packages: list[Package] = field(default_factory=list)
+    cancel_reason: str = ""
 
     def line_identities(self) -> set[tuple[str, str, str, str]]:
         """Business identity of each line: which platform order line it fulfils.
@@ -315,6 +375,9 @@ class OutboundOrder:
             "create_time": self.create_time,
             "out_biz_codes": list(self.out_biz_codes),
             "confirm_acked": self.confirm_acked,
+            "packages": [package.as_state() for package in self.packages],
+            "planned_packages": len(self.plan),
+            "cancel_reason": self.cancel_reason,
             "lines": [
                 {
                     "order_line_no": line.order_line_no,
@@ -382,9 +445,18 @@ class QimenWmsSimulator:
         push_backoff_s: float = 0.1,
         push_backoff_cap_s: float = 5.0,
         push_timeout_s: float = 5.0,
+        split_packages: float = 0.0,
+        split_gap_s: float | None = None,
     ) -> None:
+        """``split_packages``: share (0..1) of orders with 2+ lines that ship in two packages, chosen
+        per order from the seed and the code (replayable); ``split_gap_s``: time between the two
+        packages when shipping on the timer (default ``ship_delay_s``)."""
         if not warehouses:
             raise ValueError("at least one warehouse is needed")
+        if not 0.0 <= split_packages <= 1.0:
+            raise ValueError("split_packages is a share between 0 and 1")
+        self.split_packages = split_packages
+        self.split_gap_s = ship_delay_s if split_gap_s is None else split_gap_s
         self.app_key = app_key
         self.app_secret = app_secret
         self.customer_id = customer_id
@@ -420,13 +492,22 @@ class QimenWmsSimulator:
                 "errors_5xx",
                 "query_calls",
                 "inventory_calls",
+                "packages_shipped",
+                "create_refused_cancelled",
+                "cancel_calls",
+                "cancelled",
+                "cancel_repeats",
+                "cancel_refused",
+                "cancel_not_found",
             ),
             0,
         )
         self.last_push_error: str | None = None
         self._item_ids = {code: f"QMI{index:06d}" for index, code in enumerate(self.items, start=1)}
         self._line_owner: dict[tuple[str, str, str, str], str] = {}
-        self._unsent: list[tuple[str, str]] = []
+        self._unsent: list[PendingConfirm] = []
+        self._held: set[str] = set()
+        self._cancelled: list[str] = []
         self._order_seq = itertools.count(1)
         self._lock = threading.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -435,6 +516,7 @@ class QimenWmsSimulator:
             METHOD_CREATE: self._handle_create,
             METHOD_QUERY: self._handle_query,
             METHOD_INVENTORY: self._handle_inventory,
+            METHOD_CANCEL: self._handle_cancel,
         }
         self.app = self._build_app()
 
@@ -470,12 +552,13 @@ class QimenWmsSimulator:
                 raise QimenError("invalid-method", f"method {method} is not served by this WMS")
             root = parse_request_xml(body)
             with self._lock:
-                extra = handler(root)
+                answer = handler(root)
         except QimenError as exc:
             self._bump("rejected_requests")
             return self._xml(render_response("failure", exc.code, exc.message))
         self._drain_unsent()
-        return self._xml(render_response("success", "0", "success", extra))
+        message, extra = answer if isinstance(answer, tuple) else ("success", answer)
+        return self._xml(render_response("success", "0", message, extra))
 
     def _throttled_response(self) -> Response:
         """HTTP 429 + Retry-After, with a Qimen-shaped body naming the TOP throttle error."""
@@ -565,6 +648,13 @@ class QimenWmsSimulator:
             raise
         key = (order.owner_code, order.delivery_order_code)
         existing = self.orders.get(key)
+        if existing is not None and existing.status in (STATUS_CANCELED, STATUS_CLOSED):
+            self.counters["create_refused_cancelled"] += 1
+            raise QimenError(
+                "isv.order-duplicate",
+                f"单据已存在(已取消),重复单据不能再次创建: deliveryOrderCode {order.delivery_order_code} "
+                f"is {existing.status}",
+            )
         if existing is not None:
             self._count_repeat(existing, order)
             return self._create_answer(existing)
@@ -677,6 +767,7 @@ class QimenWmsSimulator:
             self.counters["duplicates"] += 1
         for identity in identities:
             self._line_owner.setdefault(identity, order.delivery_order_code)
+        order.plan = self._plan(order)
         self.orders[(order.owner_code, order.delivery_order_code)] = order
         if self.ship_delay_s > 0:
             self._spawn(self._ship_later((order.owner_code, order.delivery_order_code)))
@@ -711,8 +802,8 @@ class QimenWmsSimulator:
         total = ET.Element("totalLines")
         total.text = str(len(order.lines))
         extra = [total, self._query_header(order)]
-        if order.express_code:
-            extra.append(self._packages(order))
+        if order.packages:
+            extra.append(self._packages(order.packages))
         extra.append(self._lines_element(order, lines))
         return extra
 
@@ -735,7 +826,7 @@ class QimenWmsSimulator:
                 ("orderType", order.order_type),
                 ("status", order.status),
                 ("outBizCode", order.out_biz_codes[-1] if order.out_biz_codes else ""),
-                ("confirmType", "0"),
+                ("confirmType", CONFIRM_PARTIAL if order.status == STATUS_PARTDELIVERED else CONFIRM_FINAL),
                 ("orderConfirmTime", order.operate_time),
                 ("operateTime", order.operate_time or order.create_time),
             ),
@@ -776,68 +867,158 @@ class QimenWmsSimulator:
                 ),
             )
 
+    # ------------------------------------------------------------------ order.cancel
+
+    def _handle_cancel(self, root: ET.Element) -> tuple[str, list[ET.Element]]:
+        """taobao.qimen.order.cancel: cancel an order that has not shipped; see the module docstring."""
+        self.counters["cancel_calls"] += 1
+        values = _required(root, ("warehouseCode", "orderCode"), "request")
+        warehouse, code = values["warehouseCode"], values["orderCode"]
+        if warehouse != "OTHER" and warehouse not in self.warehouses:
+            raise QimenError("isv.warehouse-not-exist", f"request.warehouseCode {warehouse} does not exist here")
+        order_type = _text(root, "orderType")
+        order = self._find_order(code, _text(root, "ownerCode"), _text(root, "orderId"))
+        if order is None or (order_type and order_type != order.order_type):
+            self.counters["cancel_not_found"] += 1
+            raise QimenError("isv.order-not-exist", f"单据不存在: {code}")
+        if order.status == STATUS_CANCELED:
+            self.counters["cancel_repeats"] += 1
+            return "单据已取消", []
+        if order.status == STATUS_CLOSED:
+            self.counters["cancel_repeats"] += 1
+            return "单据已关闭", []
+        if order.status not in (STATUS_ACCEPTED,):
+            self.counters["cancel_refused"] += 1
+            what = "单据已发货(部分发货)" if order.status == STATUS_PARTDELIVERED else "单据已发货"
+            raise QimenError("isv.order-status-invalid", f"{what},不能取消: {code} is {order.status}")
+        order.status = STATUS_CANCELED
+        order.cancel_reason = _text(root, "cancelReason")
+        order.operate_time = format_qimen_time(qimen_now())
+        self.counters["cancelled"] += 1
+        self._cancelled.append(code)
+        self._held.discard(code)
+        return "success", []
+
     # ------------------------------------------------------------------ shipping
 
-    async def _ship_later(self, key: tuple[str, str]) -> None:
-        await asyncio.sleep(self.ship_delay_s)
-        with self._lock:
-            shipped = self._ship_order(self.orders[key])
-        if shipped:
-            self._drain_unsent()
+    def _plan(self, order: OutboundOrder) -> list[list[int]]:
+        """Which lines go in which package: one package, or two for a split order (2+ lines)."""
+        indexes = list(range(len(order.lines)))
+        if len(indexes) < 2 or self.split_packages <= 0:
+            return [indexes]
+        digest = hashlib.sha256(f"{self.seed}:split:{order.owner_code}:{order.delivery_order_code}".encode())
+        if self.split_packages < 1 and int(digest.hexdigest(), 16) % 10_000 / 10_000 >= self.split_packages:
+            return [indexes]
+        half = len(indexes) // 2
+        return [indexes[:half], indexes[half:]]
 
-    def _ship_local(self, code: str) -> bool:
+    def _orders_with(self, code: str) -> list[OutboundOrder]:
+        return [order for (_, order_code), order in self.orders.items() if order_code == code]
+
+    async def _ship_later(self, key: tuple[str, str]) -> None:
+        """The shipping timer: first package after ship_delay_s, the next one split_gap_s later."""
+        await asyncio.sleep(self.ship_delay_s)
+        while True:
+            with self._lock:
+                order = self.orders[key]
+                if order.delivery_order_code in self._held:
+                    return
+                shipped = self._ship_next(order)
+                more = order.status == STATUS_PARTDELIVERED
+            if shipped:
+                self._drain_unsent()
+            if not (shipped and more):
+                return
+            await asyncio.sleep(self.split_gap_s)
+
+    def _ship_local(self, code: str, *, everything: bool = False) -> bool:
         with self._lock:
-            shipped = [self._ship_order(order) for (_, order_code), order in self.orders.items() if order_code == code]
+            step = self._ship_order if everything else self._ship_next
+            shipped = [step(order) for order in self._orders_with(code)]
         self._drain_unsent()
         return any(shipped)
 
     def _ship_all_local(self) -> int:
         with self._lock:
-            count = sum(self._ship_order(order) for order in list(self.orders.values()))
+            count = sum(
+                self._ship_order(order)
+                for order in list(self.orders.values())
+                if order.delivery_order_code not in self._held
+            )
         self._drain_unsent()
         return count
 
     def _ship_order(self, order: OutboundOrder) -> bool:
-        """Pick, pack and hand over: waybill, stock decrement, DELIVERED, confirm queued.
+        """Ship every package still due; True if at least one left."""
+        shipped = False
+        while self._ship_next(order):
+            shipped = True
+        return shipped
+
+    def _ship_next(self, order: OutboundOrder) -> bool:
+        """Pick, pack and hand over the next package: waybill, stock decrement, status, confirm queued.
 
         A line ships what stock allows (actualQty may be below planQty); stock never goes negative.
+        A cancelled or fully shipped order never ships again.
         """
-        if order.status != STATUS_ACCEPTED:
+        if order.status not in SHIPPABLE or len(order.packages) >= len(order.plan):
             return False
-        for line in order.lines:
+        number = len(order.packages) + 1
+        contents: list[tuple[OrderLine, int]] = []
+        for index in order.plan[number - 1]:
+            line = order.lines[index]
             available = self.stock[(order.warehouse_code, line.item_code)]
-            line.actual_qty = min(line.plan_qty, available)
-            self.stock[(order.warehouse_code, line.item_code)] = available - line.actual_qty
-        order.express_code = self._waybill(order)
-        order.logistics_name = LOGISTICS_NAMES.get(order.logistics_code, order.logistics_code)
-        order.weight_kg = self._weight_kg(order)
-        order.operate_time = format_qimen_time(qimen_now())
-        order.status = STATUS_DELIVERED
-        self.counters["shipped"] += 1
-        self._unsent.append((order.owner_code, order.delivery_order_code))
+            quantity = min(line.plan_qty, available)
+            self.stock[(order.warehouse_code, line.item_code)] = available - quantity
+            line.actual_qty = quantity
+            contents.append((line, quantity))
+        now = format_qimen_time(qimen_now())
+        package = Package(
+            number=number,
+            package_code=f"{order.delivery_order_id}-P{number}",
+            logistics_code=order.logistics_code,
+            logistics_name=LOGISTICS_NAMES.get(order.logistics_code, order.logistics_code),
+            express_code=self._waybill(order, number),
+            weight_kg=self._weight_kg(contents),
+            shipped_at=now,
+            contents=contents,
+        )
+        order.packages.append(package)
+        order.express_code = order.packages[0].express_code
+        order.logistics_name = package.logistics_name
+        order.weight_kg = self._weight_kg([item for p in order.packages for item in p.contents])
+        order.operate_time = now
+        final = number == len(order.plan)
+        order.status = STATUS_DELIVERED if final else STATUS_PARTDELIVERED
+        self.counters["packages_shipped"] += 1
+        if final:
+            self.counters["shipped"] += 1
+        self._unsent.append(PendingConfirm((order.owner_code, order.delivery_order_code), number, order.status))
         return True
 
-    def _waybill(self, order: OutboundOrder) -> str:
-        """Deterministic waybill: carrier prefix + 12 digits from the seed and the order."""
-        digest = hashlib.sha256(f"{self.seed}:{order.owner_code}:{order.delivery_order_code}".encode()).hexdigest()
+    def _waybill(self, order: OutboundOrder, number: int = 1) -> str:
+        """Deterministic waybill: carrier prefix + 12 digits from the seed, the order and the package."""
+        suffix = "" if number == 1 else f":{number}"
+        seed = f"{self.seed}:{order.owner_code}:{order.delivery_order_code}{suffix}"
+        digest = hashlib.sha256(seed.encode()).hexdigest()
         return WAYBILL_PREFIX.get(order.logistics_code, "QM") + str(int(digest, 16) % 10**12).zfill(12)
 
-    def _weight_kg(self, order: OutboundOrder) -> str:
+    def _weight_kg(self, contents: list[tuple[OrderLine, int]]) -> str:
         grams = sum(
-            float(self.items[line.item_code].get("weight_g") or DEFAULT_ITEM_WEIGHT_G) * line.actual_qty
-            for line in order.lines
+            float(self.items[line.item_code].get("weight_g") or DEFAULT_ITEM_WEIGHT_G) * quantity
+            for line, quantity in contents
         )
         return f"{grams / 1000:.3f}"
 
     # ------------------------------------------------------------------ deliveryorder.confirm push
 
     def _drain_unsent(self) -> None:
-        """Start a push for every shipped order not yet pushed, once a callback URL is known."""
+        """Start a push for every confirm not yet pushed, once a callback URL is known."""
         if not self.callback_url:
             return
         with self._lock:
             pending, self._unsent = self._unsent, []
-            messages = [self._new_confirm(self.orders[key]) for key in pending]
+            messages = [self._new_confirm(self.orders[item.key], item) for item in pending]
         for body in messages:
             copies = 2 if self.faults.duplicate() else 1
             if copies == 2:
@@ -845,13 +1026,21 @@ class QimenWmsSimulator:
             for _ in range(copies):
                 self._spawn(self._push_confirm(body))
 
-    def _new_confirm(self, order: OutboundOrder) -> str:
+    def _new_confirm(self, order: OutboundOrder, pending: PendingConfirm) -> str:
         out_biz_code = f"{order.delivery_order_id}-C{len(order.out_biz_codes) + 1}"
         order.out_biz_codes.append(out_biz_code)
-        return self._confirm_xml(order, out_biz_code)
+        return self._confirm_xml(order, out_biz_code, pending)
 
-    def _confirm_xml(self, order: OutboundOrder, out_biz_code: str) -> str:
-        """The deliveryorder.confirm body: deliveryOrder, packages/package, orderLines/orderLine."""
+    def _confirm_xml(self, order: OutboundOrder, out_biz_code: str, pending: PendingConfirm) -> str:
+        """The deliveryorder.confirm body: deliveryOrder, packages/package, orderLines/orderLine.
+
+        Each confirm carries the package it reports; a partial one (confirmType=1) lists the lines
+        of that package with what shipped in it, the final one every line with its total actualQty.
+        A status-only confirm (the WMS cancelled or closed the order) has no package.
+        """
+        package = order.packages[pending.number - 1] if pending.number else None
+        final = package is None or pending.number == len(order.plan)
+        when = package.shipped_at if package is not None else order.operate_time
         root = ET.Element("request")
         _subs(
             _sub(root, "deliveryOrder"),
@@ -860,39 +1049,47 @@ class QimenWmsSimulator:
                 ("deliveryOrderId", order.delivery_order_id),
                 ("warehouseCode", order.warehouse_code),
                 ("orderType", order.order_type),
-                ("status", order.status),
+                ("status", pending.status),
                 ("outBizCode", out_biz_code),
-                ("confirmType", "0"),
-                ("orderConfirmTime", order.operate_time),
+                ("confirmType", CONFIRM_FINAL if final else CONFIRM_PARTIAL),
+                ("orderConfirmTime", when),
                 ("operatorCode", "SIM"),
                 ("operatorName", "qimen-simulator"),
-                ("operateTime", order.operate_time),
+                ("operateTime", when),
             ),
         )
-        root.append(self._packages(order))
-        root.append(self._lines_element(order, order.lines))
+        if package is not None:
+            root.append(self._packages([package]))
+        if package is None or final:
+            root.append(self._lines_element(order, order.lines))
+        else:
+            root.append(self._lines_element(order, [line for line, _ in package.contents],
+                                            {id(line): qty for line, qty in package.contents}))
         return XML_DECLARATION + ET.tostring(root, encoding="unicode")
 
     @staticmethod
-    def _packages(order: OutboundOrder) -> ET.Element:
-        packages = ET.Element("packages")
-        package = _subs(
-            _sub(packages, "package"),
-            (
-                ("logisticsCode", order.logistics_code),
-                ("logisticsName", order.logistics_name),
-                ("expressCode", order.express_code),
-                ("packageCode", f"{order.delivery_order_id}-P1"),
-                ("weight", order.weight_kg),
-            ),
-        )
-        items = _sub(package, "items")
-        for line in order.lines:
-            if line.actual_qty:
-                _subs(_sub(items, "item"), (("itemCode", line.item_code), ("quantity", line.actual_qty)))
-        return packages
+    def _packages(packages: list[Package]) -> ET.Element:
+        element = ET.Element("packages")
+        for package in packages:
+            entry = _subs(
+                _sub(element, "package"),
+                (
+                    ("logisticsCode", package.logistics_code),
+                    ("logisticsName", package.logistics_name),
+                    ("expressCode", package.express_code),
+                    ("packageCode", package.package_code),
+                    ("weight", package.weight_kg),
+                ),
+            )
+            items = _sub(entry, "items")
+            for line, quantity in package.contents:
+                if quantity:
+                    _subs(_sub(items, "item"), (("itemCode", line.item_code), ("quantity", quantity)))
+        return element
 
-    def _lines_element(self, order: OutboundOrder, lines: list[OrderLine]) -> ET.Element:
+    def _lines_element(
+        self, order: OutboundOrder, lines: list[OrderLine], shipped: Mapping[int, int] | None = None
+    ) -> ET.Element:
         element = ET.Element("orderLines")
         for line in lines:
             _subs(
@@ -905,7 +1102,7 @@ class QimenWmsSimulator:
                     ("itemName", line.item_name),
                     ("inventoryType", line.inventory_type),
                     ("planQty", line.plan_qty),
-                    ("actualQty", line.actual_qty),
+                    ("actualQty", line.actual_qty if shipped is None else shipped.get(id(line), 0)),
                 ),
             )
         return element
@@ -971,6 +1168,8 @@ class QimenWmsSimulator:
 
     def _mark_acked(self, body: str) -> None:
         root = ET.fromstring(body)
+        if _text(root, "deliveryOrder/confirmType") == CONFIRM_PARTIAL:
+            return  # confirm_acked means the ERP has the final confirmation
         code = _text(root, "deliveryOrder/deliveryOrderCode")
         order_id = _text(root, "deliveryOrder/deliveryOrderId")
         with self._lock:
@@ -1028,15 +1227,26 @@ class QimenWmsSimulator:
         self.faults.reconfigure(config)
 
     async def ship(self, code: str) -> bool:
-        """Ship the order with this deliveryOrderCode now; False if unknown or already shipped."""
+        """Ship the next package of this deliveryOrderCode now (the whole order unless it ships split).
+
+        False if unknown, cancelled or already fully shipped. Works on a held order (explicit).
+        """
 
         async def run() -> bool:
             return self._ship_local(code)
 
         return await self._on_serving_loop(run())
 
+    async def ship_now(self, code: str) -> bool:
+        """Ship every package still due for this code now, held or not; False if nothing shipped."""
+
+        async def run() -> bool:
+            return self._ship_local(code, everything=True)
+
+        return await self._on_serving_loop(run())
+
     async def ship_all(self) -> int:
-        """Ship every accepted order now; returns how many shipped."""
+        """Ship every accepted (not held) order now, all its packages; returns how many shipped."""
 
         async def run() -> int:
             return self._ship_all_local()
@@ -1064,6 +1274,71 @@ class QimenWmsSimulator:
 
         await self._on_serving_loop(run())
 
+    def hold(self, code: str) -> None:
+        """Keep this code in the warehouse: the timer and ship_all skip it (the code may be unknown
+        yet), so a test can cancel it before it ships; ship/ship_now still ship it."""
+        with self._lock:
+            self._held.add(code)
+
+    def release(self, code: str) -> None:
+        """Undo ``hold``; with a shipping timer configured the order ships ship_delay_s later."""
+        with self._lock:
+            self._held.discard(code)
+        loop = self._loop
+        if self.ship_delay_s > 0 and loop is not None and loop.is_running() and not loop.is_closed():
+            loop.call_soon_threadsafe(self._restart_timers, code)
+
+    def _restart_timers(self, code: str) -> None:
+        with self._lock:
+            keys = [key for key, order in self.orders.items() if key[1] == code and order.status in SHIPPABLE]
+        for key in keys:
+            self._spawn(self._ship_later(key))
+
+    async def wms_cancel(self, code: str, status: str = STATUS_CANCELED) -> bool:
+        """The WMS itself cancels (or, with status CLOSED, closes) an order not yet shipped, e.g. out
+        of stock, and pushes a status-only deliveryorder.confirm. False if it cannot."""
+        if status not in (STATUS_CANCELED, STATUS_CLOSED):
+            raise ValueError(f"status must be {STATUS_CANCELED} or {STATUS_CLOSED}")
+
+        async def run() -> bool:
+            with self._lock:
+                orders = [order for order in self._orders_with(code) if order.status == STATUS_ACCEPTED]
+                for order in orders:
+                    order.status = status
+                    order.operate_time = format_qimen_time(qimen_now())
+                    self._unsent.append(PendingConfirm((order.owner_code, order.delivery_order_code), 0, status))
+            self._drain_unsent()
+            return bool(orders)
+
+        return await self._on_serving_loop(run())
+
+    def cancelled_codes(self) -> list[str]:
+        """Codes cancelled through order.cancel, in the order the cancels arrived."""
+        with self._lock:
+            return list(self._cancelled)
+
+    def status_of(self, code: str) -> str | None:
+        """The WMS status of this code (ACCEPT, PARTDELIVERED, DELIVERED, CANCELED, CLOSED), None if unknown."""
+        with self._lock:
+            orders = self._orders_with(code)
+            return orders[0].status if orders else None
+
+    def was_shipped(self, code: str) -> bool:
+        """True once at least one package of this code left the warehouse."""
+        with self._lock:
+            return any(order.packages for order in self._orders_with(code))
+
+    def packages_of(self, code: str) -> list[dict[str, Any]]:
+        """The packages shipped so far for this code: package_code, express_code, logistics_code,
+        shipped_at and items (order_line_no, item_code, quantity)."""
+        with self._lock:
+            return [package.as_state() for order in self._orders_with(code) for package in order.packages]
+
+    def cancel_calls(self) -> int:
+        """How many order.cancel calls passed the gateway (repeats and refusals included)."""
+        with self._lock:
+            return self.counters["cancel_calls"]
+
     def state(self) -> dict[str, Any]:
         """A JSON-able snapshot: counters, orders by deliveryOrderCode, stock per warehouse."""
         with self._lock:
@@ -1079,4 +1354,6 @@ class QimenWmsSimulator:
                 "last_push_error": self.last_push_error,
                 "pending_tasks": len(self._tasks),
                 "faults_injected": dict(self.faults.injected),
+                "held": sorted(self._held),
+                "cancelled_codes": list(self._cancelled),
             }

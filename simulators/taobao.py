@@ -41,14 +41,28 @@ Rules enforced, and where each one comes from:
   信息"); an order's ``payment`` includes the post fee only when the trade has one line ("Order中的
   payment字段在单笔子订单时包含物流费用，多笔子订单时不包含物流费用"); Trade ``title`` is the shop name.
   An unknown tid, or one of another shop, is ``isv.trade-not-exist`` / "交易订单不存在" (code 15).
+* Trade life (Trade.status "交易状态. 可选值": WAIT_BUYER_PAY 等待买家付款, WAIT_SELLER_SEND_GOODS 等待卖家
+  发货, SELLER_CONSIGNED_PART 卖家部分发货, WAIT_BUYER_CONFIRM_GOODS 等待买家确认收货, TRADE_CLOSED 付款以后
+  用户退款成功，交易自动关闭, TRADE_CLOSED_BY_TAOBAO 付款以前，卖家或买家主动关闭交易 ...; presale trades are
+  type ``step`` with ``step_trade_status`` FRONT_NOPAID_FINAL_NOPAID (定金未付尾款未付) /
+  FRONT_PAID_FINAL_NOPAID (定金已付尾款未付) / FRONT_PAID_FINAL_PAID (定金和尾款都付) and ``step_paid_fee``
+  (分阶段付款的已付金额); a presale trade stays WAIT_BUYER_PAY until the balance is paid; Order
+  ``refund_status`` WAIT_SELLER_AGREE ... SUCCESS 退款成功, NO_REFUND when none). Any change moves
+  ``modified`` ("用户对订单的任何修改都会更新此字段").
 * ``taobao.logistics.offline.send`` (自己联系物流发货): only a trade waiting for shipment (or partly
-  shipped, with ``is_split``/``sub_tid``) can be sent; the trade then waits for the buyer's receipt
-  and its ``modified`` moves, so it shows up again in increment pulls. Sub codes from real answers
-  (``isv.logistics-offline-service-error:...``): B01 订单不存在, B04 订单状态不对该物流订单已经发货或者
-  已关闭，不能重复发货, B56 没有选择物流公司或者物流公司格式不对, B60 运单号不符合规则或已经被使用, CD25
-  拆单标记和子订单列表两者必须都填或者都不填, B06 传入的子订单号必须完全匹配物流包裹中的子订单.
+  shipped, with ``is_split``/``sub_tid``: "表明是否是拆单，默认值0，1表示拆单", "需要拆单发货的子订单集合 ...
+  子订单间用逗号隔开") can be sent; a whole-trade send ships the lines not refunded; the trade then
+  waits for the buyer's receipt and its ``modified`` moves, so it shows up again in increment pulls.
+  Sub codes from real answers (``isv.logistics-offline-service-error:...``): B01 订单不存在,
+  B04 订单状态不对该物流订单已经发货或者已关闭，不能重复发货, B56 没有选择物流公司或者物流公司格式不对,
+  B60 运单号不符合规则或已经被使用, CD25 拆单标记和子订单列表两者必须都填或者都不填,
+  B06 传入的子订单号必须完全匹配物流包裹中的子订单.
 
-Choices of the simulator where the documentation is silent (texts marked ``# sim text``):
+Choices of the simulator where the documentation is silent (texts marked ``# sim text``): unpaid
+trades never close on their own (TOP closes them when the payment time runs out, per item and
+activity, shown as Order ``timeout_action_time`` "订单超时到期时间"; no fixed period is documented in the
+API), a scenario calls ``close_unpaid``; a presale deposit is a fifth of the price; consigning an
+unpaid or closed trade answers the same B04 "订单状态不对..." as a repeat;
 the window error is ``15 / isv.invalid-parameter``; unknown ``fields`` names are ignored; windows are
 inclusive at both ends; the ``error_5xx`` fault answers ``15 / isp.top-remote-connection-timeout``
 (TOP's server-side ``isp.*`` family) by default, or a plain HTTP 503 with
@@ -57,8 +71,11 @@ inclusive at both ends; the ``error_5xx`` fault answers ``15 / isp.top-remote-co
 Public API: ``TaobaoSimulator(apps, shops, orders_per_shop, malformed_per_shop, seed, now,
 spread_hours, faults, calls_per_second, catalog, server_error_style)``; ``.app`` (ASGI: ``/router/rest``
 GET/POST, ``GET /_sim/state``, ``GET|POST /_sim/faults`` with a FaultConfig JSON, ``POST /_sim/orders``
-with ``{"shop", "n", "malformed"}``); ``state()``, ``orders(shop)``, ``get_trade(tid)``,
-``add_orders(shop, n, malformed)``, ``now()``/``set_now()``/``advance()``, ``signed_params(...)``;
+with ``{"shop", "n", "malformed", "status", "presale", "lines"}``); ``state()``, ``orders(shop)``, ``get_trade(tid)``,
+``add_orders(shop, n, malformed, *, status, presale, lines)``, ``make_trade(shop, *, status, presale,
+lines, defect)``; lifecycle ``pay``, ``pay_balance``, ``close_unpaid``, ``refund_all``, ``refund_line``,
+``request_refund``, ``change_address`` (also ``POST /_sim/trades/{tid}/{action}``); accessors ``trade(tid)``,
+``status(tid)``, ``writebacks(tid)``; ``now()``/``set_now()``/``advance()``, ``signed_params(...)``;
 module helpers ``top_sign``, ``format_top_time``, ``parse_top_time``.
 
 State lives in memory behind a lock: a test thread may read ``state()`` while the uvicorn thread
@@ -110,9 +127,27 @@ METHOD_INCREMENT = "taobao.trades.sold.increment.get"
 METHOD_FULLINFO = "taobao.trade.fullinfo.get"
 METHOD_OFFLINE_SEND = "taobao.logistics.offline.send"
 
+WAIT_PAY = "WAIT_BUYER_PAY"
 WAIT_SEND = "WAIT_SELLER_SEND_GOODS"
 PART_SENT = "SELLER_CONSIGNED_PART"
 WAIT_CONFIRM = "WAIT_BUYER_CONFIRM_GOODS"
+CLOSED = "TRADE_CLOSED"  # "付款以后用户退款成功，交易自动关闭"
+CLOSED_BY_TAOBAO = "TRADE_CLOSED_BY_TAOBAO"  # "付款以前，卖家或买家主动关闭交易"
+UNPAID = frozenset({WAIT_PAY, "TRADE_NO_CREATE_PAY"})
+#: Trade.step_trade_status ("分阶段付款的订单状态"): 定金未付尾款未付 / 定金已付尾款未付 / 定金和尾款都付
+STEP_NOTHING_PAID = "FRONT_NOPAID_FINAL_NOPAID"
+STEP_DEPOSIT_PAID = "FRONT_PAID_FINAL_NOPAID"
+STEP_ALL_PAID = "FRONT_PAID_FINAL_PAID"
+STEP_STATUSES = (STEP_NOTHING_PAID, STEP_DEPOSIT_PAID, STEP_ALL_PAID)
+#: Order.refund_status values ("WAIT_SELLER_AGREE(买家已经申请退款，等待卖家同意) ... SUCCESS(退款成功)");
+#: live answers carry NO_REFUND for a line nobody asked to refund
+REFUND_STATUSES = frozenset({"NO_REFUND", "WAIT_SELLER_AGREE", "WAIT_BUYER_RETURN_GOODS", "WAIT_SELLER_CONFIRM_GOODS",
+                             "SELLER_REFUSE_BUYER", "CLOSED", "SUCCESS"})
+DEPOSIT_SHARE = Decimal("0.2")  # sim choice: a presale deposit is a fifth of the price
+#: what change_address may set (the Trade receiver_* fields)
+RECEIVER_FIELDS = frozenset({"receiver_name", "receiver_mobile", "receiver_phone", "receiver_country",
+                             "receiver_state", "receiver_city", "receiver_district", "receiver_town",
+                             "receiver_address", "receiver_zip"})
 TRADE_STATUSES = frozenset({
     "TRADE_NO_CREATE_PAY", "WAIT_BUYER_PAY", PART_SENT, WAIT_SEND, WAIT_CONFIRM, "TRADE_BUYER_SIGNED",
     "TRADE_FINISHED", "TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO", "PAY_PENDING", "WAIT_PRE_AUTH_CONFIRM",
@@ -198,6 +233,11 @@ def response_key(method: str) -> str:
 def money(value: Decimal) -> str:
     """CNY with two decimals, the way TOP writes every fee."""
     return str(value.quantize(CENT))
+
+
+def deposit(payment: Decimal) -> Decimal:
+    """The presale deposit (定金) of a trade that costs ``payment``."""
+    return (payment * DEPOSIT_SHARE).quantize(CENT)
 
 
 # --------------------------------------------------------------------------- errors
@@ -403,8 +443,9 @@ class _TradeFactory:
         return {"num_iid": num_iid, "sku_id": sku_id, "outer_iid": "TD-SPU-999", "outer_sku_id": code,
                 "title": "清仓下架款 未登记商品", "sku_properties_name": "", "price": "49.00"}
 
-    def _lines(self, tid: int, unknown_goods: bool) -> list[dict[str, Any]]:
-        count = self.rng.choice((1, 1, 1, 2, 2, 3))
+    def _lines(self, tid: int, unknown_goods: bool, count: int | None = None) -> list[dict[str, Any]]:
+        if count is None:
+            count = self.rng.choice((1, 1, 1, 2, 2, 3))
         goods = [_catalog_line(entry) for entry in self.rng.sample(self.catalog, k=min(count, len(self.catalog)))]
         if unknown_goods:
             goods[self.rng.randrange(len(goods))] = self._unknown_goods()
@@ -428,10 +469,18 @@ class _TradeFactory:
 
     # -- the trade --------------------------------------------------------------------------
 
-    def trade(self, created: datetime, paid: datetime, modified: datetime, defect: str | None) -> SimTrade:
-        """One paid trade waiting for shipment; ``defect`` makes it deliberately malformed."""
+    def trade(self, created: datetime, paid: datetime | None, modified: datetime, defect: str | None, *,
+              step: str | None = None, line_count: int | None = None) -> SimTrade:
+        """One trade; ``defect`` makes it deliberately malformed.
+
+        By default a paid trade waiting for shipment (a few are presale trades with both parts
+        paid). ``paid=None``: not paid yet (WAIT_BUYER_PAY). ``step``: a presale (type ``step``)
+        trade at that step_trade_status: FRONT_NOPAID_FINAL_NOPAID and FRONT_PAID_FINAL_NOPAID stay
+        WAIT_BUYER_PAY (the balance is due; step_paid_fee is what was paid), FRONT_PAID_FINAL_PAID
+        waits for shipment. ``line_count``: exactly that many order lines.
+        """
         tid = self.new_id(self.rng)
-        lines = self._lines(tid, unknown_goods=defect == "unknown_sku")
+        lines = self._lines(tid, unknown_goods=defect == "unknown_sku", count=line_count)
         goods_total = sum((Decimal(line["total_fee"]) for line in lines), Decimal(0))
         discount = sum((Decimal(line["discount_fee"]) for line in lines), Decimal(0))
         post_fee = Decimal(self.rng.choice(POST_FEES)) if self.rng.random() < 0.3 else Decimal(0)
@@ -439,13 +488,19 @@ class _TradeFactory:
         if len(lines) == 1:  # single line: the order's payment includes the post fee
             lines[0]["payment"] = money(Decimal(lines[0]["payment"]) + post_fee)
         presale = self.rng.random() < 0.08
+        if step is not None:
+            presale = True
+        elif presale:
+            step = STEP_ALL_PAID
+        if step in (STEP_NOTHING_PAID, STEP_DEPOSIT_PAID):
+            paid = None  # pay_time comes with the balance: the trade cannot ship before
+        status = WAIT_SEND if paid is not None else WAIT_PAY
         data: dict[str, Any] = {
-            "tid": tid, "tid_str": str(tid), "type": "step" if presale else "fixed", "status": WAIT_SEND,
+            "tid": tid, "tid_str": str(tid), "type": "step" if presale else "fixed", "status": status,
             "title": self.shop, "seller_nick": self.shop, "buyer_nick": self._nick(),
             "buyer_open_uid": "AAH" + "".join(self.rng.choice("0123456789abcdefghijklmnopqrstuvwxyz-_")
                                               for _ in range(21)),
-            "created": format_top_time(created), "pay_time": format_top_time(paid),
-            "modified": format_top_time(modified),
+            "created": format_top_time(created), "modified": format_top_time(modified),
             "payment": money(payment), "total_fee": money(goods_total), "post_fee": money(post_fee),
             "discount_fee": money(discount), "adjust_fee": "0.00", "shipping_type": "express",
         }
@@ -456,8 +511,13 @@ class _TradeFactory:
         data["has_buyer_message"] = bool(message)
         if message:
             data["buyer_message"] = message
+        if paid is not None:
+            data["pay_time"] = format_top_time(paid)
+        for line in lines:
+            line["status"] = status
         if presale:
-            data.update(step_trade_status="FRONT_PAID_FINAL_PAID", step_paid_fee=money(payment))
+            paid_fee = {STEP_NOTHING_PAID: Decimal(0), STEP_DEPOSIT_PAID: deposit(payment)}.get(step or "", payment)
+            data.update(step_trade_status=step, step_paid_fee=money(paid_fee))
         data["orders"] = {"order": lines}
         self._spoil(data, defect)
         return SimTrade(tid=tid, shop=self.shop, created=created, modified=modified, data=data, defect=defect)
@@ -593,20 +653,201 @@ class TaobaoSimulator:
             return shop_or_session
         raise KeyError(f"unknown shop or session {shop_or_session!r}")
 
-    def add_orders(self, shop_or_session: str, n: int, malformed: int = 0) -> list[int]:
-        """Create ``n`` new paid trades now (``malformed`` of them defective); returns their tids."""
+    def add_orders(self, shop_or_session: str, n: int, malformed: int = 0, *, status: str = WAIT_SEND,
+                   presale: bool | str = False, lines: int | None = None) -> list[int]:
+        """Create ``n`` new trades now (``malformed`` of them defective); returns their tids.
+
+        Default: paid trades waiting for shipment. ``status="WAIT_BUYER_PAY"``: not paid yet (drive
+        them on with ``pay``/``close_unpaid``). ``presale``: presale (step) trades, True meaning
+        deposit paid and balance due (FRONT_PAID_FINAL_NOPAID), or a step_trade_status value.
+        ``lines``: that many order lines per trade (≥ 2 makes split shipments possible).
+        """
         if not 0 <= malformed <= n:
             raise ValueError("need 0 <= malformed <= n")
+        if status not in (WAIT_SEND, WAIT_PAY):
+            raise ValueError(f"new trades start as {WAIT_PAY} or {WAIT_SEND}, not {status!r}")
+        step = STEP_DEPOSIT_PAID if presale is True else (presale or None)
+        if step is not None and step not in STEP_STATUSES:
+            raise ValueError(f"presale must be True or one of {', '.join(STEP_STATUSES)}")
+        if lines is not None and not 1 <= lines <= len(self.catalog):
+            raise ValueError(f"lines must be between 1 and {len(self.catalog)}")
         with self._lock:
             factory = self._factory(self._shop_of(shop_or_session))
             end = self.now().replace(microsecond=0)
             tids = []
             for defect in self._defects(factory.rng, n, malformed):
                 created = end - timedelta(seconds=factory.rng.randrange(5, 120))
-                trade = factory.trade(created, end, end, defect)
+                paid = end if status == WAIT_SEND else None
+                trade = factory.trade(created, paid, end, defect, step=step, line_count=lines)
                 self._add(trade)
                 tids.append(trade.tid)
             return tids
+
+    def make_trade(self, shop_or_session: str, *, status: str = WAIT_SEND, presale: bool | str = False,
+                   lines: int | None = None, defect: str | None = None) -> int:
+        """One new trade now (see ``add_orders`` for the options); returns its tid."""
+        if defect is not None and defect not in DEFECT_KINDS:
+            raise ValueError(f"defect must be one of {', '.join(DEFECT_KINDS)}")
+        with self._lock:
+            (tid,) = self.add_orders(shop_or_session, 1, status=status, presale=presale, lines=lines)
+            if defect is not None:
+                trade = self._trades[tid]
+                self._factory(trade.shop)._spoil(trade.data, defect)
+                trade.defect = defect
+            return tid
+
+    # -- lifecycle: what buyers and the platform do to a trade --------------------------------
+    #
+    # Each step moves ``modified`` to now, as TOP does for any change ("交易修改时间(用户对订单的任何
+    # 修改都会更新此字段)"), so the trade shows up again in increment pulls.
+
+    def _live(self, tid: int | str) -> SimTrade:
+        trade = self._trades.get(int(tid))
+        if trade is None:
+            raise KeyError(f"no trade {tid}")
+        return trade
+
+    def _line(self, trade: SimTrade, oid: int | str) -> dict[str, Any]:
+        for line in trade.data["orders"]["order"]:
+            if line["oid"] == int(oid):
+                return line
+        raise KeyError(f"trade {trade.tid} has no order line {oid}")
+
+    @staticmethod
+    def _set_status(trade: SimTrade, status: str, lines: Iterable[dict[str, Any]] | None = None) -> None:
+        trade.data["status"] = status
+        for line in trade.data["orders"]["order"] if lines is None else lines:
+            line["status"] = status
+
+    def pay(self, tid: int | str) -> None:
+        """The buyer pays an unpaid trade: WAIT_BUYER_PAY → WAIT_SELLER_SEND_GOODS with pay_time. For a
+        presale trade with nothing paid this pays the deposit only (FRONT_PAID_FINAL_NOPAID, the
+        status stays WAIT_BUYER_PAY); ``pay_balance`` pays the rest."""
+        with self._lock:
+            trade = self._live(tid)
+            if trade.status not in UNPAID:
+                raise ValueError(f"trade {tid} is {trade.status}, not waiting for payment")
+            moment = self.now()
+            step = trade.data.get("step_trade_status")
+            if step == STEP_NOTHING_PAID:
+                trade.data.update(step_trade_status=STEP_DEPOSIT_PAID,
+                                  step_paid_fee=money(deposit(Decimal(trade.data["payment"]))))
+            elif step == STEP_DEPOSIT_PAID:
+                raise ValueError(f"trade {tid} is a presale trade with its deposit paid: use pay_balance")
+            else:
+                trade.data["pay_time"] = format_top_time(moment)
+                self._set_status(trade, WAIT_SEND)
+            trade.touch(moment)
+
+    def pay_balance(self, tid: int | str) -> None:
+        """The buyer pays the balance (尾款) of a presale trade whose deposit is paid:
+        FRONT_PAID_FINAL_NOPAID → FRONT_PAID_FINAL_PAID, WAIT_BUYER_PAY → WAIT_SELLER_SEND_GOODS."""
+        with self._lock:
+            trade = self._live(tid)
+            if trade.data.get("step_trade_status") != STEP_DEPOSIT_PAID or trade.status not in UNPAID:
+                raise ValueError(f"trade {tid} is not a presale trade waiting for its balance")
+            moment = self.now()
+            trade.data.update(step_trade_status=STEP_ALL_PAID, step_paid_fee=trade.data["payment"],
+                              pay_time=format_top_time(moment))
+            self._set_status(trade, WAIT_SEND)
+            trade.touch(moment)
+
+    def close_unpaid(self, tid: int | str) -> None:
+        """An unpaid trade times out or the buyer cancels it: TRADE_CLOSED_BY_TAOBAO ("付款以前，卖家或
+        买家主动关闭交易"). A presale trade whose balance never came closes the same way."""
+        with self._lock:
+            trade = self._live(tid)
+            if trade.status not in UNPAID:
+                raise ValueError(f"trade {tid} is {trade.status}: only an unpaid trade closes unpaid")
+            moment = self.now()
+            self._set_status(trade, CLOSED_BY_TAOBAO)
+            trade.data["end_time"] = format_top_time(moment)
+            trade.touch(moment)
+
+    def refund_all(self, tid: int | str) -> None:
+        """Every line refunded (refund_status SUCCESS) and the trade TRADE_CLOSED ("付款以后用户退款成功，
+        交易自动关闭")."""
+        with self._lock:
+            trade = self._live(tid)
+            self._require_paid(trade)
+            moment = self.now()
+            for line in trade.data["orders"]["order"]:
+                line["refund_status"] = "SUCCESS"
+            self._set_status(trade, CLOSED)
+            trade.data["end_time"] = format_top_time(moment)
+            trade.touch(moment)
+
+    def refund_line(self, tid: int | str, oid: int | str) -> None:
+        """One line refunded: its refund_status SUCCESS and its own status TRADE_CLOSED; the trade
+        keeps its status, unless no line is left to ship (then it closes, or, when the others are
+        all consigned, waits for the buyer's receipt)."""
+        with self._lock:
+            trade = self._live(tid)
+            self._require_paid(trade)
+            line = self._line(trade, oid)
+            line.update(refund_status="SUCCESS", status=CLOSED)
+            open_lines = [item for item in trade.lines if item["status"] != CLOSED]
+            moment = self.now()
+            if not open_lines:
+                trade.data.update(status=CLOSED, end_time=format_top_time(moment))
+            elif trade.status == PART_SENT and all(item["status"] == WAIT_CONFIRM for item in open_lines):
+                trade.data["status"] = WAIT_CONFIRM
+            trade.touch(moment)
+
+    def request_refund(self, tid: int | str, oid: int | str) -> None:
+        """The buyer asks for a line's money back: refund_status WAIT_SELLER_AGREE, nothing else moves."""
+        with self._lock:
+            trade = self._live(tid)
+            self._require_paid(trade)
+            line = self._line(trade, oid)
+            if line.get("refund_status") == "SUCCESS":
+                raise ValueError(f"order line {oid} of trade {tid} is already refunded")
+            line["refund_status"] = "WAIT_SELLER_AGREE"
+            trade.touch(self.now())
+
+    def change_address(self, tid: int | str, **fields: str) -> None:
+        """The buyer changes the receiver before shipment: ``address="..."`` or ``receiver_address="..."``
+        (any Trade receiver_* field)."""
+        with self._lock:
+            trade = self._live(tid)
+            if trade.status not in (UNPAID | {WAIT_SEND}):
+                raise ValueError(f"trade {tid} is {trade.status}: the address can change only before shipment")
+            changes: dict[str, str] = {}
+            for name, value in fields.items():
+                key = name if name.startswith("receiver_") else f"receiver_{name}"
+                if key not in RECEIVER_FIELDS:
+                    raise ValueError(f"{name!r} is not a receiver field ({', '.join(sorted(RECEIVER_FIELDS))})")
+                changes[key] = str(value)
+            if not changes:
+                raise ValueError("change_address needs at least one field")
+            trade.data.update(changes)
+            trade.touch(self.now())
+
+    @staticmethod
+    def _require_paid(trade: SimTrade) -> None:
+        if trade.status in UNPAID or trade.status == CLOSED_BY_TAOBAO:
+            raise ValueError(f"trade {trade.tid} is {trade.status}: nothing was paid, nothing to refund")
+        if trade.status == CLOSED:
+            raise ValueError(f"trade {trade.tid} is already closed")
+
+    # -- accessors --------------------------------------------------------------------------
+
+    def trade(self, tid: int | str) -> dict[str, Any]:
+        """A copy of one trade in its full TOP representation (KeyError when unknown)."""
+        with self._lock:
+            return copy.deepcopy(self._live(tid).data)
+
+    def status(self, tid: int | str) -> str:
+        """The trade's TOP status."""
+        with self._lock:
+            return self._live(tid).status
+
+    def writebacks(self, tid: int | str) -> list[tuple[str, str, list[int]]]:
+        """Every package offline.send took for the trade, in order: (out_sid, company_code, oids)."""
+        with self._lock:
+            record = self._shipments.get(int(tid))
+            packages = record["packages"] if record else []
+            return [(p["out_sid"], p["company_code"], list(p["oids"])) for p in packages]
 
     def orders(self, shop_or_session: str) -> list[dict[str, Any]]:
         """Copies of every trade of a shop (full TOP representation), oldest created first."""
@@ -671,6 +912,7 @@ class TaobaoSimulator:
             Route("/_sim/state", self._admin_state, methods=["GET"]),
             Route("/_sim/faults", self._admin_faults, methods=["GET", "POST"]),
             Route("/_sim/orders", self._admin_orders, methods=["POST"]),
+            Route("/_sim/trades/{tid:int}/{action}", self._admin_lifecycle, methods=["POST"]),
         ])
 
     def _request_id(self) -> str:
@@ -728,10 +970,33 @@ class TaobaoSimulator:
     async def _admin_orders(self, request: Request) -> Response:
         try:
             body = await request.json()
-            tids = self.add_orders(str(body["shop"]), int(body.get("n", 1)), int(body.get("malformed", 0)))
+            lines = body.get("lines")
+            tids = self.add_orders(str(body["shop"]), int(body.get("n", 1)), int(body.get("malformed", 0)),
+                                   status=str(body.get("status") or WAIT_SEND), presale=body.get("presale", False),
+                                   lines=int(lines) if lines is not None else None)
         except (KeyError, TypeError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=422)
         return JSONResponse({"tids": [str(tid) for tid in tids]})
+
+    async def _admin_lifecycle(self, request: Request) -> Response:
+        """``POST /_sim/trades/{tid}/{action}`` with the method's keyword arguments as JSON
+        (``{"oid": ...}`` for refund_line/request_refund, receiver fields for change_address)."""
+        actions: dict[str, Callable[..., None]] = {
+            "pay": self.pay, "pay_balance": self.pay_balance, "close_unpaid": self.close_unpaid,
+            "refund_all": self.refund_all, "refund_line": self.refund_line, "request_refund": self.request_refund,
+            "change_address": self.change_address,
+        }
+        action = actions.get(request.path_params["action"])
+        if action is None:
+            return JSONResponse({"error": f"unknown action; one of {', '.join(actions)}"}, status_code=404)
+        try:
+            body = await request.json() if await request.body() else {}
+            action(request.path_params["tid"], **(body or {}))
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"tid": str(request.path_params["tid"]), "status": self.status(request.path_params["tid"])})
 
     # -- gateway checks ---------------------------------------------------------------------
 
@@ -885,8 +1150,15 @@ class TaobaoSimulator:
         trade = self._trades.get(tid)
         if trade is None or trade.shop != shop:
             raise logistics_error("B01", "订单不存在")
+        split = bool(params.get("sub_tid", "").strip())
         lines = self._lines_to_ship(trade, params.get("is_split", ""), params.get("sub_tid", ""))
-        if trade.status not in (WAIT_SEND, PART_SENT) or any(line["status"] != WAIT_SEND for line in lines):
+        if not split:  # the whole trade: what is left of it once refunded lines are taken out
+            lines = [line for line in lines if line["status"] != CLOSED]
+        # Only a paid trade waiting for shipment (or partly shipped, for a split package) can be sent;
+        # closed, unpaid, shipped trades and lines already sent or refunded are refused with B04
+        # (the captured answer names "已经发货或者已关闭"; unpaid trades get the same "订单状态不对").
+        allowed = (WAIT_SEND, PART_SENT) if split else (WAIT_SEND,)
+        if trade.status not in allowed or not lines or any(line["status"] != WAIT_SEND for line in lines):
             if tid in self._shipments:
                 self._repeat_attempts += 1
             raise logistics_error("B04", "订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
@@ -898,7 +1170,7 @@ class TaobaoSimulator:
         for line in lines:
             line.update(status=WAIT_CONFIRM, consign_time=format_top_time(moment), invoice_no=out_sid,
                         logistics_company=COMPANIES[company])
-        done = all(line["status"] == WAIT_CONFIRM for line in trade.lines)
+        done = all(line["status"] in (WAIT_CONFIRM, CLOSED) for line in trade.lines)
         trade.data["status"] = WAIT_CONFIRM if done else PART_SENT
         trade.data["consign_time"] = format_top_time(moment)
         trade.touch(moment)

@@ -190,6 +190,14 @@ class Store(LifecycleQueries):
                                     mapping_name=mapping_name, mapping_hash=mapping_hash, status="open",
                                     replay_count=0, created_at=now(), updated_at=now())
                 s.add(row)
+            elif row.status == "open" and row.stage != stage and stage not in row.stage.split("+"):
+                # another step failed in the same attempt (WMS and ERP in parallel): keep both errors
+                row.stage = f"{row.stage}+{stage}"[:30]
+                row.reason = f"{row.reason} | {reason}"
+                row.errors = [*row.errors, *errors]
+                row.mapping_name = " + ".join(filter(None, (row.mapping_name, mapping_name)))[:100]
+                row.mapping_hash = mapping_hash or row.mapping_hash
+                row.raw_id, row.updated_at = raw_id, now()
             else:
                 row.raw_id, row.stage, row.reason, row.errors = raw_id, stage, reason, errors
                 row.mapping_name, row.mapping_hash = mapping_name, mapping_hash

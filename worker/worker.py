@@ -11,14 +11,17 @@ from workflows.ingest import BackfillWorkflow, IngestWorkflow
 from workflows.ingest.activities import IngestActivities
 from workflows.order import OrderWorkflow
 from workflows.order.activities import OrderActivities
+from workflows.order.legacy import OrderSyncV1
+from workflows.order.shipping import ShipmentActivities
 
-WORKFLOWS = [OrderWorkflow, IngestWorkflow, BackfillWorkflow]
+WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow]
 
 
 def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue: str) -> list:
     """Every activity the worker runs: each capability's activities, bound to the shared resources."""
     found = []
-    for acts in (OrderActivities(store, pool), IngestActivities(store, pool, client, task_queue)):
+    orders = OrderActivities(store, pool)
+    for acts in (orders, ShipmentActivities(store, pool, orders), IngestActivities(store, pool, client, task_queue)):
         for name in dir(acts):
             method = getattr(acts, name)
             if callable(method) and hasattr(method, "__temporal_activity_definition"):

@@ -49,6 +49,9 @@ class Route(BaseModel):
     flow: str = ""
     flow_version: str = ""
     policies: dict[str, StepOptions] = Field(default_factory=dict, description="per step: ingest, mapping, wms...")
+    payment_recheck: timedelta = Field(timedelta(hours=24), description="while unpaid, re-read the order this often "
+                                       "(a platform closes unpaid orders itself, e.g. Taobao after 72 h)")
+    watch_for: timedelta = Field(timedelta(days=30), description="ERP-only orders: how long changes are followed")
 
     def options(self, step: str) -> StepOptions:
         return self.policies.get(step) or StepOptions()
@@ -64,6 +67,9 @@ class OrderInput(BaseModel):
     route: Route
     # set when continuing as new while waiting for the shipment
     resume_stage: str = ""
+    # OrderLifecycle: the state carried over a continue-as-new, and a fetch error to park with
+    state: LifecycleState | None = None
+    fetch_error: str = ""
 
 
 class OrderSeen(BaseModel):
@@ -77,14 +83,67 @@ class ReplayRequest(BaseModel):
     requested_by: str = ""
 
 
+class PackageLine(BaseModel):
+    sku: str
+    quantity: int
+    line_id: str = ""
+
+
 class ShipmentInfo(BaseModel):
-    """Signal: the warehouse shipped the order (no personal data)."""
+    """Signal: the warehouse shipped (a package of) the order (no personal data)."""
 
     carrier_code: str
     tracking_number: str
     shipped_at: datetime
     warehouse: str = ""
     source: str = Field("", description="'push' or 'poll'")
+    package_id: str = Field("", description="the WMS's package id (tracking number when none)")
+    final: bool = Field(True, description="False: a partial confirmation, more packages follow")
+    lines: list[PackageLine] = Field(default_factory=list, description="what this package holds; empty = all")
+    order_code: str = Field("", description="the WMS document code it confirms (an amendment's code)")
+
+    @property
+    def package(self) -> str:
+        return self.package_id or self.tracking_number
+
+
+class OutboundStatus(BaseModel):
+    """Signal: the WMS says the outbound order will not ship (cancelled, closed)."""
+
+    status: str
+    raw_status: str = ""
+    order_code: str = ""
+
+
+class OrderFacts(BaseModel):
+    """What the order workflow decides on, read from the canonical order (no personal data).
+
+    ``fingerprint`` hashes what the warehouse needs (receiver and the lines still to ship), so an
+    address change or a refunded line shows as a new fingerprint without the address in history.
+    """
+
+    status: str
+    fingerprint: str = ""
+    active_qty: dict[str, int] = Field(default_factory=dict, description="sku → quantity still to ship")
+    refunded_lines: list[str] = Field(default_factory=list)
+    requested_lines: list[str] = Field(default_factory=list)
+    line_count: int = 0
+    paid: bool = False
+
+
+class LifecycleState(BaseModel):
+    """What OrderLifecycle carries over a continue-as-new."""
+
+    raw_id: int
+    stage: str = "received"
+    released: bool = False
+    revision: int = 0
+    sent_fingerprint: str = ""
+    facts: OrderFacts | None = None
+    sent_to: list[str] = Field(default_factory=list, description="targets holding the current revision")
+    written_packages: list[str] = Field(default_factory=list)
+    shipped_qty: dict[str, int] = Field(default_factory=dict)
+    hub_code: str = ""
 
 
 class PrepareInput(BaseModel):
@@ -98,6 +157,44 @@ class StepInput(BaseModel):
     order: OrderInput
     workflow_id: str
     was_parked: bool = False
+    revision: int = Field(0, description="which amendment's document code to use (0 = the hub code)")
+    reason: str = ""
+
+
+class TaskInput(BaseModel):
+    kind: str
+    order_key: str
+    workflow_id: str
+    title: str
+    ref: str = ""
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class CancelOutcome(BaseModel):
+    outcome: str
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.outcome in ("cancelled", "already_cancelled", "not_found")
+
+
+class OutboundPoll(BaseModel):
+    status: str
+    raw_status: str = ""
+    packages: list[ShipmentInfo] = Field(default_factory=list)
+
+
+class PendingEvents(BaseModel):
+    shipments: list[ShipmentInfo] = Field(default_factory=list)
+    statuses: list[OutboundStatus] = Field(default_factory=list)
+
+
+class OutcomeInput(BaseModel):
+    key: str
+    outcome: str
+    status: str = ""
+    stage: str = ""
 
 
 class ParkInput(BaseModel):
@@ -120,6 +217,10 @@ class StepResult(BaseModel):
     external_id: str = ""
     created: bool = False
     route: Route | None = Field(None, description="the route chosen by the flow's rules, after mapping")
+    facts: OrderFacts | None = Field(None, description="OrderLifecycle: status and what to ship")
+    conflict: bool = Field(False, description="write-back: the platform holds another tracking number")
+    outcome: str = Field("", description="cancel steps: cancelled, already_cancelled, refused, not_found")
+    raw_id: int | None = Field(None, description="refresh: the raw document of the latest version")
 
 
 class ShipmentStepInput(BaseModel):
@@ -127,6 +228,7 @@ class ShipmentStepInput(BaseModel):
     workflow_id: str
     shipment: ShipmentInfo
     was_parked: bool = False
+    split: bool = Field(False, description="one of several packages: write back with the package's line ids")
 
 
 class OrderOutcome(BaseModel):
@@ -134,6 +236,8 @@ class OrderOutcome(BaseModel):
     stage: str
     hub_code: str = ""
     tracking_number: str = ""
+    outcome: str = Field("", description="released, closed_unpaid, cancelled_before_shipment, after_sales...")
+    packages: int = 0
 
 
 class IngestInput(BaseModel):
@@ -175,6 +279,20 @@ class IngestCounts(BaseModel):
     signalled: int = 0
     already_done: int = 0
     held: int = Field(0, description="not handed over because the flow is paused")
+    unreadable: int = Field(0, description="could not be fetched (permanent error): parked by their workflow")
 
     def __add__(self, other: IngestCounts) -> IngestCounts:
         return IngestCounts(**{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields})
+
+
+def shipment_info(event: dict, source: str = "push") -> ShipmentInfo:
+    """A push event ``{"type": "shipment", "order_code", "shipment": {...}}`` as the signal's payload."""
+    data = event["shipment"]
+    return ShipmentInfo(
+        carrier_code=data["carrier_code"], tracking_number=data["tracking_number"], shipped_at=data["shipped_at"],
+        warehouse=data.get("warehouse", ""), source=source,
+        package_id=data.get("package_id") or data["tracking_number"], final=bool(data.get("final", True)),
+        lines=[PackageLine(sku=x["sku"], quantity=int(x["quantity"]), line_id=x.get("line_id", ""))
+               for x in data.get("lines") or []],
+        order_code=str(event.get("order_code", "")),
+    )

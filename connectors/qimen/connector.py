@@ -10,6 +10,21 @@ Wire protocol (奇门仓储 API, format=xml):
   named in ``top-sign-list`` and the raw body.
 * Answers are ``<response><flag>success|failure</flag><code/><message/>..</response>``; a sign
   failure is answered ``flag=failure, code=sign-check-failure, message=Illegal request``.
+
+Methods used, with the Qimen standard document each one follows (奇门仓储 API, open platform apiId):
+
+* ``taobao.qimen.deliveryorder.create`` (发货单创建, 26002): idempotent by deliveryOrderCode.
+* ``taobao.qimen.deliveryorder.query`` (发货单查询, 24690): ``deliveryOrder.status`` is one of
+  NEW (未开始处理), ACCEPT (仓库接单), PARTDELIVERED (部分发货完成), DELIVERED (发货完成),
+  EXCEPTION (异常), CANCELED (取消), CLOSED (关闭), REJECT (拒单), CANCELEDFAIL (取消失败);
+  ``packages/package`` carries logisticsCode, expressCode, packageCode and ``items/item``.
+* ``taobao.qimen.order.cancel`` (单据取消, 26000): warehouseCode and orderCode required,
+  ownerCode/orderId/orderType (JYCK = 一般交易出库单)/cancelReason optional; the answer is only
+  flag/code/message, so what a failure *means* (already shipped, unknown, already cancelled) is
+  read from the message, with a ``deliveryorder.query`` as the tie-breaker.
+* ``taobao.qimen.deliveryorder.confirm`` (发货单确认, pushed by the WMS): ``confirmType`` 0 = the
+  final confirmation of the order, 1 = an intermediate one (出库单多次发货: more packages follow);
+  ``outBizCode`` is the message id used for de-duplication.
 """
 
 from __future__ import annotations
@@ -28,12 +43,14 @@ from pydantic import ConfigDict, Field, SecretStr
 
 from canonical import InventoryLevel, Shipment, ShipmentLine
 from connectors.base import (
+    CancelResult,
     Connector,
     ConnectorSecrets,
     ConnectorSettings,
     CreateResult,
     InventorySource,
     OutboundOrderTarget,
+    OutboundState,
     PushReceiver,
     PushResult,
     connector_kind,
@@ -60,12 +77,23 @@ METHOD_DELIVERY_CREATE = "taobao.qimen.deliveryorder.create"
 METHOD_DELIVERY_QUERY = "taobao.qimen.deliveryorder.query"
 METHOD_DELIVERY_CONFIRM = "taobao.qimen.deliveryorder.confirm"
 METHOD_INVENTORY_QUERY = "taobao.qimen.inventory.query"
+METHOD_ORDER_CANCEL = "taobao.qimen.order.cancel"
+#: orderType of a sales outbound (一般交易出库单) in order.cancel, as deliveryorder.create sends it
+SALES_OUTBOUND_TYPE = "JYCK"
 #: the Qimen gateway hands the WMS-side short name ("deliveryorder.confirm") to some receivers
 PUSH_METHODS = {METHOD_DELIVERY_CONFIRM, "deliveryorder.confirm"}
 
 SHIPPED_STATUSES = {"DELIVERED", "PARTDELIVERED"}
-#: terminal "did not ship" statuses of deliveryorder.confirm worth reporting upstream
-PROBLEM_STATUSES = {"EXCEPTION", "CANCELED", "CLOSED", "REJECT"}
+#: statuses after which the order will not ship (CANCELEDFAIL means the cancel *failed*: it may ship)
+CANCELLED_STATUSES = {"CANCELED", "CANCELLED", "CLOSED"}
+#: created and not shipped: the documented NEW/ACCEPT plus the in-warehouse steps some WMSs report
+#: (orderprocess statuses: printed, picked, checked, packed - all still cancellable in principle)
+ACCEPTED_STATUSES = {"NEW", "ACCEPT", "ACCEPTED", "PRINT", "PICK", "CHECK", "PACKAGE"}
+#: terminal "did not ship" statuses of deliveryorder.confirm worth reporting upstream, normalised
+PROBLEM_STATUSES = {"CANCELED": "cancelled", "CANCELLED": "cancelled", "CLOSED": "closed",
+                    "REJECT": "rejected", "EXCEPTION": "exception"}
+#: deliveryorder.confirm ``confirmType`` of an intermediate confirmation (more packages follow)
+CONFIRM_TYPE_PARTIAL = "1"
 
 _SIGN_ERROR = ("sign-check-failure", "Illegal request")
 
@@ -99,6 +127,14 @@ _AUTH_MARKERS = (
 )
 # "exists" alone would also match "not exists"; only positive phrasings count as a repeated code
 _DUPLICATE_MARKERS = ("重复", "已存在", "已经存在", "已创建", "duplicate", "already exist", "repeat")
+# order.cancel answers only flag/code/message; these phrasings say what a failure means. They are
+# checked in this order: "已取消,不能重复取消" is a repeat, "单据不存在,不能取消" is unknown.
+_ALREADY_CANCELLED_MARKERS = ("已取消", "已经取消", "重复取消", "已作废", "已关闭", "already cancel", "already closed",
+                              "already been cancel", "was cancelled", "was canceled", "is cancelled", "is canceled")
+_NOT_FOUND_MARKERS = ("不存在", "查无", "未找到", "找不到", "not exist", "not found", "no such", "does not exist")
+_REFUSED_MARKERS = ("已发货", "部分发货", "已出库", "已揽收", "已交接", "不能取消", "无法取消", "不允许取消",
+                    "不可取消", "取消失败", "already shipped", "already delivered", "has shipped", "been shipped",
+                    "cannot cancel", "can not cancel", "can't cancel", "not allowed to cancel", "cancel not allowed")
 
 
 def qimen_sign(params: Mapping[str, str], body: bytes, app_secret: str, *, keep_empty: bool = False) -> str:
@@ -128,6 +164,27 @@ def now_gmt8() -> str:
 def _has(haystack: str, markers: tuple[str, ...]) -> bool:
     low = haystack.lower()
     return any(marker.lower() in low for marker in markers)
+
+
+OutboundStatus = Literal["accepted", "partially_shipped", "shipped", "cancelled", "other"]
+
+
+def normalise_status(raw: str) -> OutboundStatus:
+    """deliveryorder.query status -> OutboundState.status (accepted/partially_shipped/shipped/cancelled/other).
+
+    EXCEPTION, REJECT and CANCELEDFAIL are ``other``: none of them says for sure whether the
+    parcel will leave, so the engine must not treat them as cancelled (nor as cancellable).
+    """
+    status = (raw or "").strip().upper()
+    if status == "DELIVERED":
+        return "shipped"
+    if status == "PARTDELIVERED":
+        return "partially_shipped"
+    if status in CANCELLED_STATUSES:
+        return "cancelled"
+    if status in ACCEPTED_STATUSES:
+        return "accepted"
+    return "other"
 
 
 def classify_failure(code: str, message: str, *, context: str) -> ConnectorError:
@@ -297,28 +354,53 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
     async def create_outbound_order(self, document: dict[str, Any]) -> CreateResult:
         """``taobao.qimen.deliveryorder.create``; idempotent by ``deliveryOrderCode``.
 
-        A WMS answers a repeated code either with success (and the id it assigned the first time)
-        or with a failure saying the order already exists; both mean "already there".
+        A WMS answers a repeated code with success (and the id it assigned the first time) or with
+        a message saying the order already exists. Such a "duplicate" answer is not taken on
+        faith: some WMSs say it for a code they never stored (a half-failed first attempt) or for
+        a code they cancelled. ``deliveryorder.query`` decides: known -> ``created=False``;
+        unknown -> TransientError (Temporal retries the create); cancelled/closed ->
+        InvalidRequestError (the engine re-sends amended orders under a new code, so a cancelled
+        code coming back is a real problem, not a retry).
         """
         request = self._complete_document(document)
         code = str(request["deliveryOrder"]["deliveryOrderCode"])
         answer = await self._call(METHOD_DELIVERY_CREATE, request)
         order_id = answer.text("deliveryOrderId") or answer.text("deliveryOrders/deliveryOrder/deliveryOrderId")
         duplicate = _has(f"{answer.code} {answer.message}", _DUPLICATE_MARKERS)
-        if answer.ok:
-            return CreateResult(external_id=order_id or code, number=code, created=not duplicate)
-        if duplicate:
-            if not order_id:
-                order_id = await self._lookup_order_id(code, request["deliveryOrder"].get("warehouseCode"))
-            return CreateResult(external_id=order_id or code, number=code, created=False)
-        raise classify_failure(answer.code, answer.message, context=f"deliveryorder.create {code}")
+        if answer.ok and not duplicate:
+            return CreateResult(external_id=order_id or code, number=code, created=True)
+        if not duplicate:
+            raise classify_failure(answer.code, answer.message, context=f"deliveryorder.create {code}")
+        return await self._confirm_existing(code, request["deliveryOrder"].get("warehouseCode"), order_id,
+                                            answer.message)
 
-    async def _lookup_order_id(self, order_code: str, warehouse: str | None) -> str:
-        try:
-            answer = await self._query_delivery_order(order_code, warehouse)
-        except ConnectorError:
-            return ""
-        return answer.text("deliveryOrder/deliveryOrderId") if answer.ok else ""
+    async def _confirm_existing(self, code: str, warehouse: str | None, order_id: str, said: str) -> CreateResult:
+        """Check with deliveryorder.query that a code the WMS called a duplicate really is there."""
+        context = f"deliveryorder.create {code}"
+        answer = await self._query_delivery_order(code, warehouse)
+        order = answer.root.find("deliveryOrder") if answer.ok else None
+        if not answer.ok:
+            error = classify_failure(answer.code, answer.message, context=f"{context}: confirming duplicate")
+            if not (isinstance(error, InvalidRequestError) and _has(f"{answer.code} {answer.message}",
+                                                                    _NOT_FOUND_MARKERS)):
+                raise error
+        found_code = qx.text(order, "deliveryOrderCode")
+        if order is None or (found_code and found_code != code):
+            raise TransientError(
+                f"{context}: the WMS answered {said!r} (duplicate) but deliveryorder.query does not know the code; "
+                "the create will be retried",
+                platform=PLATFORM,
+            )
+        status = qx.text(order, "status").upper()
+        if status in CANCELLED_STATUSES:
+            raise InvalidRequestError(
+                f"{context}: the code was cancelled in the WMS (status {status}); it cannot be created again - "
+                "an amended order must be sent under a new code",
+                code=status,
+                platform=PLATFORM,
+            )
+        return CreateResult(external_id=qx.text(order, "deliveryOrderId") or order_id or code, number=code,
+                            created=False)
 
     async def _query_delivery_order(self, order_code: str, warehouse: str | None = None) -> QimenResponse:
         request: dict[str, Any] = {
@@ -330,24 +412,87 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         }
         return await self._call(METHOD_DELIVERY_QUERY, request)
 
-    async def get_shipment(self, order_code: str) -> Shipment | None:
-        """``taobao.qimen.deliveryorder.query``: the shipment once the WMS reports it shipped."""
-        answer = await self._query_delivery_order(order_code)
+    async def _read_outbound(self, order_code: str, warehouse: str | None, *, strict: bool) -> OutboundState | None:
+        """deliveryorder.query -> OutboundState; an explicit "does not exist" is None, or NotFoundError
+        when ``strict`` (get_shipment's contract); an empty success answer is None either way."""
+        answer = await self._query_delivery_order(order_code, warehouse)
         if not answer.ok:
             error = classify_failure(answer.code, answer.message, context=f"deliveryorder.query {order_code}")
-            if isinstance(error, InvalidRequestError) and _has(answer.message, ("不存在", "not exist", "not found")):
-                raise NotFoundError(error.message, code=error.code, platform=PLATFORM)
+            if isinstance(error, InvalidRequestError) and _has(f"{answer.code} {answer.message}", _NOT_FOUND_MARKERS):
+                if strict:
+                    raise NotFoundError(error.message, code=error.code, platform=PLATFORM)
+                return None
             raise error
         order = answer.root.find("deliveryOrder")
-        status = qx.text(order, "status").upper()
-        if status not in SHIPPED_STATUSES:
+        if order is None:
             return None
-        try:
-            shipments = self._shipments(order_code, answer.root, order)
-        except ValueError as exc:  # includes pydantic's ValidationError
-            raise InvalidRequestError(f"deliveryorder.query {order_code}: unusable shipment data: {exc}",
-                                      platform=PLATFORM) from None
-        return shipments[0] if shipments else None
+        raw = qx.text(order, "status").upper()
+        status = normalise_status(raw)
+        shipments: list[Shipment] = []
+        if status in ("shipped", "partially_shipped"):
+            try:
+                shipments = self._shipments(order_code, answer.root, order, final=status == "shipped")
+            except ValueError as exc:  # includes pydantic's ValidationError
+                raise InvalidRequestError(f"deliveryorder.query {order_code}: unusable shipment data: {exc}",
+                                          platform=PLATFORM) from None
+        return OutboundState(status=status, raw_status=raw, shipments=shipments)
+
+    async def get_outbound(self, order_code: str, warehouse: str | None = None) -> OutboundState | None:
+        """``taobao.qimen.deliveryorder.query``: status (normalised, raw kept) and one Shipment per package.
+
+        None when the WMS does not know the code. Shipments of a PARTDELIVERED order have
+        ``final=False``; ``package_id`` is the packageCode, or the tracking number without one.
+        """
+        return await self._read_outbound(order_code, warehouse, strict=False)
+
+    async def get_shipment(self, order_code: str) -> Shipment | None:
+        """The first package once the WMS reports the order (partly) shipped; NotFoundError if unknown."""
+        state = await self._read_outbound(order_code, None, strict=True)
+        return state.shipments[0] if state is not None and state.shipments else None
+
+    async def cancel_outbound_order(self, order_code: str, warehouse: str = "", reason: str = "") -> CancelResult:
+        """``taobao.qimen.order.cancel`` (单据取消, orderType JYCK) of a sales outbound order.
+
+        success -> cancelled (already_cancelled when the message says so); a failure saying the
+        order was already cancelled -> already_cancelled, unknown -> not_found, shipped/left or an
+        explicit refusal -> refused with the WMS's message. Throttling, outages and auth failures
+        raise as every call does. A failure the message does not explain is settled by
+        ``deliveryorder.query``, so a repeat cancel is ``already_cancelled`` whatever the WMS says.
+        """
+        code = (order_code or "").strip()
+        if not code:
+            raise InvalidRequestError("order.cancel: an order code is required", platform=PLATFORM)
+        request = {
+            "warehouseCode": warehouse or self.settings.warehouseCode,
+            "ownerCode": self.settings.ownerCode or None,
+            "orderCode": code,
+            "orderType": SALES_OUTBOUND_TYPE,
+            "cancelReason": reason or None,
+        }
+        answer = await self._call(METHOD_ORDER_CANCEL, request)
+        said = f"{answer.code} {answer.message}"
+        if answer.ok:
+            if _has(said, _ALREADY_CANCELLED_MARKERS):
+                return CancelResult(outcome="already_cancelled", message=answer.message)
+            return CancelResult(outcome="cancelled", message=answer.message)
+        error = classify_failure(answer.code, answer.message, context=f"order.cancel {code}")
+        if not isinstance(error, InvalidRequestError):
+            raise error
+        if _has(said, _ALREADY_CANCELLED_MARKERS):
+            return CancelResult(outcome="already_cancelled", message=answer.message)
+        if _has(said, _NOT_FOUND_MARKERS):
+            return CancelResult(outcome="not_found", message=answer.message)
+        if _has(said, _REFUSED_MARKERS):
+            return CancelResult(outcome="refused", message=answer.message)
+        state = await self.get_outbound(code, warehouse or None)
+        if state is None:
+            return CancelResult(outcome="not_found", message=answer.message)
+        if state.status == "cancelled":
+            return CancelResult(outcome="already_cancelled", message=answer.message)
+        if state.status in ("shipped", "partially_shipped"):
+            return CancelResult(outcome="refused",
+                                message=f"{answer.message or 'cancel refused'} (WMS status {state.raw_status})")
+        raise error
 
     # --- inventory -----------------------------------------------------------------------------
 
@@ -443,9 +588,11 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
             return answer("failure", "invalid-request", "deliveryOrder.deliveryOrderCode is required")
         out_biz_code = qx.text(order, "outBizCode")
         status = qx.text(order, "status").upper()
+        # confirmType 1 = intermediate confirmation (more packages follow); 0 or absent = final
+        final = qx.text(order, "confirmType") != CONFIRM_TYPE_PARTIAL
         events: list[dict[str, Any]] = []
         try:
-            shipments = self._shipments(order_code, root, order)
+            shipments = self._shipments(order_code, root, order, final=final)
         except ValueError as exc:
             return answer("failure", "invalid-request", f"cannot read the confirmation: {exc}")
         for shipment in shipments:
@@ -459,18 +606,31 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
             )
         if not shipments and status in PROBLEM_STATUSES:
             events.append(
-                {"type": "outbound_status", "order_code": order_code, "out_biz_code": out_biz_code, "status": status}
+                {
+                    "type": "outbound_status",
+                    "order_code": order_code,
+                    "out_biz_code": out_biz_code,
+                    "status": PROBLEM_STATUSES[status],
+                    "raw_status": status,
+                }
             )
         return answer("success", "0", "ok", events)
 
     # --- shared parsing ------------------------------------------------------------------------
 
-    def _shipments(self, order_code: str, root: Element, order: Element | None) -> list[Shipment]:
-        """One Shipment per package that carries a tracking number (deliveryorder.confirm/query)."""
+    def _shipments(
+        self, order_code: str, root: Element, order: Element | None, *, final: bool = True
+    ) -> list[Shipment]:
+        """One Shipment per package that carries a tracking number (deliveryorder.confirm/query).
+
+        ``package_id`` is the packageCode (the tracking number when the WMS sends none); each line
+        carries the WMS ``orderLineNo`` as ``line_id`` when it can be told (see ``_LineResolver``).
+        """
         when = qx.parse_time(qx.text(order, "operateTime")) or qx.parse_time(qx.text(order, "orderConfirmTime"))
         shipped_at = when or datetime.now(UTC)
         warehouse = qx.text(order, "warehouseCode") or self.settings.warehouseCode
-        order_lines = _lines(qx.entries(root, "orderLines"), qty_fields=("actualQty", "planQty"))
+        order_lines = qx.entries(root, "orderLines")
+        resolver = _LineResolver(order_lines)
         packages = [p for p in qx.entries(root, "packages") if qx.text(p, "expressCode")]
         if not packages and order is not None and qx.text(order, "expressCode"):
             packages = [order]  # some WMSs put logisticsCode/expressCode on the order itself
@@ -480,9 +640,13 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
             tracking = qx.text(package, "expressCode")
             if not carrier:
                 raise ValueError(f"package {tracking} has no logisticsCode")
-            lines = _lines(qx.entries(package, "items"), qty_fields=("quantity", "actualQty"))
-            if not lines and len(packages) == 1:
-                lines = order_lines
+            items = qx.entries(package, "items")
+            if items:
+                lines = resolver.lines(items)
+            elif len(packages) == 1:
+                lines = _LineResolver([]).lines(order_lines, qty_fields=("actualQty", "planQty"))
+            else:
+                lines = []
             shipments.append(
                 Shipment(
                     order_key=order_code,
@@ -491,6 +655,8 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
                     tracking_number=tracking,
                     shipped_at=shipped_at,
                     lines=lines,
+                    package_id=(qx.text(package, "packageCode") if package is not order else "") or tracking,
+                    final=final,
                 )
             )
         return shipments
@@ -503,11 +669,51 @@ def _int(value: str) -> int:
         return 0
 
 
-def _lines(elements: list[Element], qty_fields: tuple[str, ...]) -> list[ShipmentLine]:
-    totals: dict[str, int] = {}
-    for element in elements:
-        sku = qx.text(element, "itemCode")
-        qty = next((_int(qx.text(element, f)) for f in qty_fields if qx.text(element, f)), 0)
-        if sku and qty > 0:
-            totals[sku] = totals.get(sku, 0) + qty
-    return [ShipmentLine(sku=sku, quantity=qty) for sku, qty in totals.items()]
+class _LineResolver:
+    """Attribute package items to order lines (``orderLineNo``), for split write-back.
+
+    Standard package items carry only itemCode/quantity, so an item without its own orderLineNo
+    takes the one order line with that itemCode; when several lines share the item, quantities
+    are handed out in line order up to each line's actualQty (planQty when absent). An item no
+    order line explains keeps an empty line_id rather than a guessed one.
+    """
+
+    def __init__(self, order_lines: list[Element]) -> None:
+        self._by_sku: dict[str, list[list[Any]]] = {}
+        for line in order_lines:
+            sku, number = qx.text(line, "itemCode"), qx.text(line, "orderLineNo")
+            qty = next((_int(qx.text(line, f)) for f in ("actualQty", "planQty") if qx.text(line, f)), 0)
+            if sku:
+                self._by_sku.setdefault(sku, []).append([number, qty])
+
+    def _allocate(self, sku: str, qty: int) -> list[tuple[str, int]]:
+        candidates = self._by_sku.get(sku, [])
+        if len(candidates) == 1:
+            return [(candidates[0][0], qty)]
+        parts: list[tuple[str, int]] = []
+        for candidate in candidates:
+            if qty <= 0:
+                break
+            take = min(qty, candidate[1])
+            if take > 0:
+                candidate[1] -= take
+                qty -= take
+                parts.append((candidate[0], take))
+        if qty > 0:
+            parts.append(("", qty))
+        return parts
+
+    def lines(
+        self, elements: list[Element], qty_fields: tuple[str, ...] = ("quantity", "actualQty")
+    ) -> list[ShipmentLine]:
+        totals: dict[tuple[str, str], int] = {}
+        for element in elements:
+            sku = qx.text(element, "itemCode")
+            qty = next((_int(qx.text(element, f)) for f in qty_fields if qx.text(element, f)), 0)
+            if not sku or qty <= 0:
+                continue
+            explicit = qx.text(element, "orderLineNo")
+            parts = [(explicit, qty)] if explicit or not self._by_sku else self._allocate(sku, qty)
+            for number, part in parts:
+                totals[(sku, number)] = totals.get((sku, number), 0) + part
+        return [ShipmentLine(sku=sku, quantity=qty, line_id=number) for (sku, number), qty in totals.items()]

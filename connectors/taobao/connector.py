@@ -19,9 +19,12 @@ Calls used:
   page is the last), hence we ask with ``use_has_next=false`` for the total and walk from the last
   page back to the first. The results carry only part of each trade.
 * ``taobao.trade.fullinfo.get`` (apiId=54) for the full trade of every tid.
-* ``taobao.logistics.offline.send`` (自己联系物流发货) with ``tid``, ``out_sid``, ``company_code``;
+* ``taobao.logistics.offline.send`` (自己联系物流发货) with ``tid``, ``out_sid``, ``company_code``, and for
+  one package of a split shipment ``is_split=1`` ("表明是否是拆单，默认值0，1表示拆单") with ``sub_tid``
+  ("需要拆单发货的子订单集合 ... 1次可传人多个子订单号，子订单间用逗号隔开；为空表示不做拆单发货");
   ``isv.logistics-offline-service-error:B04`` ("订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
-  is answered when the trade is already shipped (or closed), so we look at the trade to decide.
+  is answered when the trade (or those lines) is already shipped, or closed, so we look at the
+  trade (Order ``invoice_no`` / ``consign_time`` per oid) to decide.
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from connectors.base import (
     Connector,
     ConnectorSecrets,
     ConnectorSettings,
+    IngestDefaults,
     OrderSource,
     RawRecord,
     ShipmentSink,
+    WriteBackResult,
     connector_kind,
     secret,
 )
@@ -55,6 +60,7 @@ from connectors.errors import (
     ConnectorError,
     InvalidRequestError,
     NotFoundError,
+    PermanentError,
     ThrottledError,
     TransientError,
 )
@@ -87,6 +93,9 @@ DEFAULT_FULLINFO_FIELDS = DOC_FULLINFO_FIELDS + (
 #: fields every fullinfo request carries, whatever the settings say (ids, cursor, shop)
 REQUIRED_FULLINFO_FIELDS = ("tid", "modified", "seller_nick")
 INCREMENT_FIELDS = "tid,modified,seller_nick"
+#: what a reconcile listing needs: ids and the modification time, nothing else
+LIST_FIELDS = "tid,modified"
+#: after B04: the trade's state and, per order line, its status, consign time and waybill (invoice_no)
 STATUS_FIELDS = "tid,status,consign_time,orders"
 
 MAX_PAGE_SIZE = 100
@@ -95,6 +104,9 @@ MAX_WINDOW_PASSES = 3
 
 #: trade states after the seller shipped the whole trade
 SHIPPED_STATUSES = frozenset({"WAIT_BUYER_CONFIRM_GOODS", "TRADE_BUYER_SIGNED", "TRADE_FINISHED"})
+#: trade states in which nothing can have been consigned by us: closed (TRADE_CLOSED "付款以后用户退款成功，
+#: 交易自动关闭", TRADE_CLOSED_BY_TAOBAO "付款以前，卖家或买家主动关闭交易") or not paid yet
+NOT_SHIPPABLE_STATUSES = frozenset({"TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO", "WAIT_BUYER_PAY", "TRADE_NO_CREATE_PAY"})
 
 # --- error taxonomy (TOP "错误码一览": platform codes < 100, isp.* = server side, isv.* = caller) ------
 THROTTLE_CODES = frozenset({4, 5, 6, 7, 8})  # 7 App Call Limited (4/5/6/8: older call-limit codes)
@@ -218,6 +230,19 @@ class TaobaoSecrets(ConnectorSecrets):
 class TaobaoConnector(Connector, OrderSource, ShipmentSink):
     Settings = TaobaoSettings
     Secrets = TaobaoSecrets
+
+    #: How the engine should run ``pull_orders`` for Taobao:
+    #: * ``window`` 1 h (TOP allows at most one day per increment query, "end_modified -
+    #:   start_modified <= 1天"; an hour of a busy shop is a few dozen pages, so a retried activity
+    #:   loses little and the checkpoint moves often);
+    #: * ``chunk`` 1 day: one activity per TOP day, so a 90-day backfill (the increment API's reach,
+    #:   "只能获取到三个月以内的交易信息") is 90 activities;
+    #: * ``overlap`` 5 min: TOP indexes ``modified`` with a short delay, so a trade modified just before
+    #:   the cursor can show up in the listing after we passed it; re-reading costs one dedupe;
+    #: * ``lag`` 5 s: the demo creates trades ~10 s in the past and expects the first run to see
+    #:   them; a production shop that sees late-indexed trades should raise it per source.
+    ingest_defaults = IngestDefaults(lag=timedelta(seconds=5), overlap=timedelta(minutes=5),
+                                     chunk=timedelta(days=1), window=timedelta(hours=1))
 
     settings: TaobaoSettings
     secrets: TaobaoSecrets
@@ -354,61 +379,83 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink):
         total = _int_code(answer.get("total_results")) or 0
         return total, _listed(answer.get("trades"), "trade")
 
-    async def _window_trades(self, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
-        """Partial trades modified in one window (≤ 1 day), paged from the last page back.
+    async def _window_pages(self, since: datetime, until: datetime,
+                            fields: str = INCREMENT_FIELDS) -> AsyncIterator[list[dict[str, Any]]]:
+        """Increment pages of one window (≤ 1 day), from the last page back to the first, as read.
 
         Trades are listed newest-modified first; one modified while we page leaves the window and
         the rest move up a place. Walking from the last page to the first turns that move into a
-        repeat (which we drop) instead of a gap. A trade that *enters* the window while we page
-        pushes the list down, so when the total grows we walk again (at most 3 passes).
+        repeat (the caller drops it) instead of a gap. A trade that *enters* the window while we
+        page pushes the list down, so when the total grows we walk again (at most 3 passes).
+        The first call (page 1) only learns the total, unless it is the only page; it is not handed
+        over, so that what the caller sees comes oldest first as far as the walk allows.
         """
         start, end = format_top_time(since), format_top_time(until)
         size = self.settings.page_size
-        found: dict[str, dict[str, Any]] = {}
-
-        def take(trades: Iterable[dict[str, Any]]) -> None:
-            for trade in trades:
-                tid = _tid(trade)
-                if tid is None:
-                    continue
-                known = found.get(tid)
-                if known is None or _modified(trade) > _modified(known):
-                    found[tid] = trade
-
-        total, first = await self._increment_page(start, end, 1, size)
-        take(first)
+        total, first = await self._increment_page(start, end, 1, size, fields)
         if total <= size:  # one page: nothing can slip between pages
-            log.debug("taobao.window", connector=self.name, start=start, end=end, total=total, trades=len(found))
-            return found
+            log.debug("taobao.window", connector=self.name, start=start, end=end, total=total)
+            if first:
+                yield first
+            return
         for _ in range(MAX_WINDOW_PASSES):
             largest = total
             for page_no in range(max(1, math.ceil(total / size)), 0, -1):
-                page_total, trades = await self._increment_page(start, end, page_no, size)
-                take(trades)
+                page_total, trades = await self._increment_page(start, end, page_no, size, fields)
                 largest = max(largest, page_total)
+                if trades:
+                    yield trades
             if largest <= total:
                 break
             total = largest
         else:
             log.warning("taobao.window_kept_growing", connector=self.name, start=start, end=end, total=total)
-        log.debug("taobao.window", connector=self.name, start=start, end=end, total=total, trades=len(found))
-        return found
+        log.debug("taobao.window", connector=self.name, start=start, end=end, total=total)
 
     async def pull_orders(self, since: datetime, until: datetime) -> AsyncIterator[list[RawRecord]]:
-        """Full trades modified in [since, until), oldest modification first, each tid once per pull
-        (again only if it was modified after the copy we yielded)."""
+        """Full trades modified in [since, until), one batch per increment page, handed over as
+        soon as that page's trades are fetched (so the engine checkpoints and heartbeats while a
+        big window is still being walked). Each tid comes once per pull, again only if it was
+        modified after the copy we yielded; within a batch, oldest modification first.
+
+        A trade whose fullinfo fails for a reason that will not go away (an ``isv.*`` refusal of
+        that one trade) comes as a ``RawRecord`` with ``error`` set and the listing's partial trade
+        as payload, so the engine quarantines it and the window moves on; a trade that vanished
+        (not found) is skipped; throttling, transient and credential errors still raise.
+        """
         _require_aware(since, until)
         width = timedelta(hours=self.settings.max_window_hours)
         yielded: dict[str, datetime] = {}
         for start, end in time_windows(since, until, width):
-            partial = await self._window_trades(start, end)
-            todo = [t for t in sorted(partial.values(), key=_order_key) if _newer(t, yielded)]
-            for chunk in _chunks(todo, self.settings.page_size):
-                records = await self._full_records(chunk)
+            async for page in self._window_pages(start, end):
+                todo = _fresh(page, yielded)
+                if not todo:
+                    continue
+                records = await self._full_records(todo)
                 for record in records:
                     yielded[record.external_id] = record.modified_at or datetime.min.replace(tzinfo=UTC)
                 if records:
                     yield records
+
+    async def list_order_ids(self, since: datetime, until: datetime) -> list[tuple[str, datetime | None]]:
+        """Every tid the platform lists as modified in [since, until), with its ``modified``, oldest
+        first: the increment listing alone (fields ``tid,modified``, every page, no fullinfo), for
+        a reconcile that compares what the source lists with what the hub holds."""
+        _require_aware(since, until)
+        width = timedelta(hours=self.settings.max_window_hours)
+        found: dict[str, datetime | None] = {}
+        for start, end in time_windows(since, until, width):
+            async for page in self._window_pages(start, end, fields=LIST_FIELDS):
+                for trade in page:
+                    tid = _tid(trade)
+                    if tid is None:
+                        continue
+                    modified = _parse_modified(trade)
+                    known = found.get(tid)
+                    if tid not in found or (modified is not None and (known is None or modified > known)):
+                        found[tid] = modified
+        never = datetime.min.replace(tzinfo=UTC)
+        return sorted(found.items(), key=lambda item: (item[1] or never, int(item[0]) if item[0].isdigit() else 0))
 
     async def _full_records(self, partial: list[dict[str, Any]]) -> list[RawRecord]:
         limit = asyncio.Semaphore(self.settings.fullinfo_concurrency)
@@ -421,10 +468,26 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink):
                 except NotFoundError:
                     log.warning("taobao.listed_trade_not_found", connector=self.name, tid=tid)
                     return None
+                except (AuthError, ConfigurationError):
+                    raise  # the whole connector is refused, not this trade
+                except PermanentError as exc:
+                    log.warning("taobao.trade_unreadable", connector=self.name, tid=tid, error=str(exc))
+                    return self._failed_record(trade, exc)
                 return self._record(full, fallback=trade)
 
         results = await _gather_or_cancel([one(t) for t in partial])
         return [r for r in results if r is not None]
+
+    def _failed_record(self, partial: dict[str, Any], exc: ConnectorError) -> RawRecord:
+        """The listing's partial trade, marked with why its full copy could not be read."""
+        payload = dict(partial)
+        if not payload.get("seller_nick") and self.settings.shop:
+            payload["seller_nick"] = self.settings.shop
+        tid = _tid(payload) or ""
+        reason = f"{METHOD_FULLINFO} refused tid {tid}: {exc.message}"
+        if exc.code and exc.code not in reason:
+            reason += f" [{exc.code}]"
+        return RawRecord(external_id=tid, modified_at=_parse_modified(payload), payload=payload, error=reason)
 
     async def _fullinfo(self, tid: str, fields: str | None = None) -> dict[str, Any]:
         answer = await self._call(METHOD_FULLINFO, {"fields": fields or self.settings.fullinfo_fields, "tid": tid})
@@ -451,30 +514,48 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink):
 
     # --- shipments -----------------------------------------------------------------------------
 
-    async def push_shipment(self, external_order_id: str, shipment: Shipment) -> bool:
-        """``taobao.logistics.offline.send``; True when taken now, False when the trade was already
-        shipped (TOP answers B04 "不能重复发货" to a repeat)."""
+    async def push_shipment(self, external_order_id: str, shipment: Shipment,
+                            line_ids: list[str] | None = None) -> WriteBackResult:
+        """``taobao.logistics.offline.send`` (自己联系物流发货) for the whole trade, or with
+        ``line_ids`` (oids) for one package of a split shipment: ``is_split=1`` ("表明是否是拆单，
+        默认值0，1表示拆单") and ``sub_tid`` = the oids comma-separated ("需要拆单发货的子订单集合 ...
+        子订单间用逗号隔开；为空表示不做拆单发货"). Idempotent: a repeat is answered B04 (不能重复发货);
+        we then read the trade and return ``taken=False`` with the waybill numbers TOP shows for
+        those lines, and the caller decides whether a different number is a conflict. B04 on a
+        trade that is closed or unpaid (nothing shipped) is a refusal and raises."""
         tid = _valid_tid(external_order_id)
-        params = {"tid": tid, "out_sid": shipment.tracking_number, "company_code": shipment.carrier_code}
+        oids = _valid_oids(line_ids)
+        params: dict[str, Any] = {"tid": tid, "out_sid": shipment.tracking_number,
+                                  "company_code": shipment.carrier_code}
+        if oids:
+            params |= {"is_split": 1, "sub_tid": ",".join(oids)}
         try:
             answer = await self._call(METHOD_OFFLINE_SEND, params)
         except InvalidRequestError as exc:
             if not _already_shipped(exc):
                 raise
-            trade = await self._fullinfo(tid, STATUS_FIELDS)
-            status = str(trade.get("status") or "")
-            if status in SHIPPED_STATUSES:
-                recorded = _tracking_numbers(trade)
-                log.info("taobao.already_shipped", connector=self.name, tid=tid, status=status,
-                         same_tracking=(shipment.tracking_number in recorded) if recorded else None)
-                return False
-            raise InvalidRequestError(f"{exc.message}; the trade is {status or 'in an unknown state'}, "
-                                      "not shipped", code=exc.code, platform=PLATFORM, details=exc.details) from None
+            return await self._already_recorded(tid, oids, shipment, exc)
         shipping = answer.get("shipping")
         if isinstance(shipping, Mapping) and shipping.get("is_success") in (False, "false"):
             raise InvalidRequestError(f"{METHOD_OFFLINE_SEND}: the platform did not take tid {tid}",
                                       platform=PLATFORM)
-        return True
+        return WriteBackResult(taken=True)
+
+    async def _already_recorded(self, tid: str, oids: list[str], shipment: Shipment,
+                                exc: InvalidRequestError) -> WriteBackResult:
+        """After B04: what the trade shows for the lines of this package (all lines when whole)."""
+        trade = await self._fullinfo(tid, STATUS_FIELDS)
+        status = str(trade.get("status") or "")
+        lines = _listed(trade.get("orders"), "order")
+        scope = [o for o in lines if str(o.get("oid_str") or o.get("oid")) in oids] if oids else lines
+        shipped = status in SHIPPED_STATUSES or any(_line_consigned(o) for o in scope)
+        if status in NOT_SHIPPABLE_STATUSES or not shipped:
+            raise InvalidRequestError(f"{exc.message}; the trade is {status or 'in an unknown state'}, "
+                                      "not shipped", code=exc.code, platform=PLATFORM, details=exc.details) from None
+        tracking = sorted(_tracking_numbers(scope)) or sorted(_tracking_numbers(lines))
+        log.info("taobao.already_shipped", connector=self.name, tid=tid, status=status, oids=oids or None,
+                 same_tracking=(shipment.tracking_number in tracking) if tracking else None)
+        return WriteBackResult(taken=False, tracking_on_platform=tracking)
 
     # --- connectivity --------------------------------------------------------------------------
 
@@ -536,11 +617,6 @@ def _newer(trade: Mapping[str, Any], yielded: Mapping[str, datetime]) -> bool:
     return tid not in yielded or _modified(trade) > yielded[tid]
 
 
-def _chunks(items: list[T], size: int) -> Iterable[list[T]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def _require_aware(*values: datetime) -> None:
     for value in values:
         if value.tzinfo is None or value.utcoffset() is None:
@@ -555,8 +631,37 @@ def _already_shipped(exc: ConnectorError) -> bool:
     )
 
 
-def _tracking_numbers(trade: Mapping[str, Any]) -> set[str]:
-    return {str(o.get("invoice_no")) for o in _listed(trade.get("orders"), "order") if o.get("invoice_no")}
+def _tracking_numbers(lines: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Waybill numbers on order lines (Order.invoice_no, set per oid once it is consigned)."""
+    return {str(o["invoice_no"]) for o in lines if o.get("invoice_no")}
+
+
+def _line_consigned(line: Mapping[str, Any]) -> bool:
+    return str(line.get("status") or "") in SHIPPED_STATUSES or bool(line.get("invoice_no") or line.get("consign_time"))
+
+
+def _valid_oids(line_ids: list[str] | None) -> list[str]:
+    """The oids of a split package, as TOP wants them (numbers, each once, order kept)."""
+    if not line_ids:
+        return []
+    oids = list(dict.fromkeys(str(oid).strip() for oid in line_ids))
+    bad = [oid for oid in oids if not oid.isdigit()]
+    if bad:
+        raise InvalidRequestError(f"a Taobao oid is a number, not {bad[0]!r}", platform=PLATFORM)
+    return oids
+
+
+def _fresh(page: list[dict[str, Any]], yielded: Mapping[str, datetime]) -> list[dict[str, Any]]:
+    """The page's trades not yet handed over (or modified since), each once, oldest first."""
+    latest: dict[str, dict[str, Any]] = {}
+    for trade in page:
+        tid = _tid(trade)
+        if tid is None or not _newer(trade, yielded):
+            continue
+        known = latest.get(tid)
+        if known is None or _modified(trade) > _modified(known):
+            latest[tid] = trade
+    return sorted(latest.values(), key=_order_key)
 
 
 async def _gather_or_cancel(coros: list[Awaitable[T]]) -> list[T]:

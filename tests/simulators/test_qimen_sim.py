@@ -487,3 +487,254 @@ async def test_latency_fault_delays_the_answer(client: httpx.AsyncClient, sim: Q
 async def test_bad_fault_config_is_refused(client: httpx.AsyncClient) -> None:
     response = await client.post("/_sim/faults", json={"throttle_rate": 3})
     assert response.status_code == 422
+
+
+# --------------------------------------------------------------------------- order.cancel
+
+CANCEL = "taobao.qimen.order.cancel"
+
+
+def cancel_body(code: str, *, warehouse: str = "WH-SH", order_type: str = "JYCK", reason: str = "退款") -> str:
+    return (
+        f"<request><warehouseCode>{warehouse}</warehouseCode><ownerCode>{OWNER}</ownerCode>"
+        f"<orderCode>{code}</orderCode><orderType>{order_type}</orderType>"
+        f"<cancelReason>{reason}</cancelReason></request>"
+    )
+
+
+def two_line_body(code: str, source_order: str = "TB-2001") -> str:
+    """A create body with two lines (TD-SKU-0001 x2, TD-SKU-0002 x1)."""
+    root = ET.fromstring(create_body(code, source_order=source_order).encode())
+    lines = root.find("orderLines")
+    assert lines is not None
+    second = ET.fromstring(
+        f"<orderLine><orderLineNo>2</orderLineNo><sourceOrderCode>{source_order}</sourceOrderCode>"
+        f"<subSourceOrderCode>{source_order}-2</subSourceOrderCode><ownerCode>{OWNER}</ownerCode>"
+        "<itemCode>TD-SKU-0002</itemCode><planQty>1</planQty><actualPrice>88.00</actualPrice></orderLine>"
+    )
+    lines.append(second)
+    return '<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(root, encoding="unicode")
+
+
+async def test_cancel_before_shipping_stops_the_order_for_good(
+    client: httpx.AsyncClient, sim: QimenWmsSimulator, fresh_receiver: Receiver
+) -> None:
+    sim.set_callback(fresh_receiver.url)
+    await call(client, CREATE, create_body("DO-1"))
+    _, root = await call(client, CANCEL, cancel_body("DO-1"))
+    assert flag(root) == ("success", "0", "success")
+    assert sim.status_of("DO-1") == "CANCELED" and sim.cancelled_codes() == ["DO-1"]
+
+    assert not await sim.ship("DO-1") and not await sim.ship_now("DO-1")
+    assert await sim.ship_all() == 0
+    await sim.flush(max_wait_s=5)
+    assert not sim.was_shipped("DO-1") and sim.packages_of("DO-1") == []
+    assert fresh_receiver.calls == []  # no confirm is ever pushed for a cancelled order
+    _, query = await call(client, QUERY, query_body("DO-1"))
+    assert query is not None and query.findtext("deliveryOrder/status") == "CANCELED"
+    assert query.find("packages") is None
+    state = sim.state()
+    assert state["stock"]["WH-SH"]["TD-SKU-0001"] == 1000
+    assert state["orders"]["DO-1"]["cancel_reason"] == "退款"
+
+
+async def test_repeat_cancel_is_answered_success_already_cancelled(
+    client: httpx.AsyncClient, sim: QimenWmsSimulator
+) -> None:
+    await call(client, CREATE, create_body("DO-1"))
+    await call(client, CANCEL, cancel_body("DO-1"))
+    _, again = await call(client, CANCEL, cancel_body("DO-1"))
+    assert flag(again) == ("success", "0", "单据已取消")
+    assert sim.cancel_calls() == 2 and sim.state()["cancel_repeats"] == 1
+    assert sim.cancelled_codes() == ["DO-1"]
+
+
+async def test_cancel_after_shipping_is_refused(client: httpx.AsyncClient, sim: QimenWmsSimulator) -> None:
+    await call(client, CREATE, create_body("DO-1"))
+    assert await sim.ship("DO-1")
+    _, root = await call(client, CANCEL, cancel_body("DO-1"))
+    status, code, message = flag(root)
+    assert (status, code) == ("failure", "isv.order-status-invalid")
+    assert message.startswith("单据已发货,不能取消")
+    assert sim.status_of("DO-1") == "DELIVERED" and sim.cancelled_codes() == []
+    assert sim.state()["cancel_refused"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        (cancel_body("NOPE"), "isv.order-not-exist", "单据不存在: NOPE"),
+        (cancel_body("DO-1", order_type="CGRK"), "isv.order-not-exist", "单据不存在: DO-1"),
+        (cancel_body("DO-1", warehouse="WH-XX"), "isv.warehouse-not-exist", "request.warehouseCode WH-XX"),
+        ("<request><orderCode>DO-1</orderCode></request>", "isv.missing-parameter", "request.warehouseCode"),
+    ],
+)
+async def test_cancel_of_unknown_or_malformed_request_fails(
+    client: httpx.AsyncClient, sim: QimenWmsSimulator, body: str, code: str, message: str
+) -> None:
+    await call(client, CREATE, create_body("DO-1"))
+    _, root = await call(client, CANCEL, body)
+    status, got_code, got_message = flag(root)
+    assert (status, got_code) == ("failure", code) and got_message.startswith(message)
+    assert sim.status_of("DO-1") == "ACCEPT"
+
+
+async def test_cancel_checks_the_signature(client: httpx.AsyncClient, sim: QimenWmsSimulator) -> None:
+    await call(client, CREATE, create_body("DO-1"))
+    _, root = await call(client, CANCEL, cancel_body("DO-1"), secret="wrong")
+    assert flag(root)[:2] == ("failure", "sign-check-failure")
+    assert sim.status_of("DO-1") == "ACCEPT"
+
+
+async def test_create_reusing_a_cancelled_code_is_refused_as_duplicate(
+    client: httpx.AsyncClient, sim: QimenWmsSimulator
+) -> None:
+    _, first = await call(client, CREATE, create_body("DO-1"))
+    await call(client, CANCEL, cancel_body("DO-1"))
+    _, again = await call(client, CREATE, create_body("DO-1"))
+    status, code, message = flag(again)
+    assert (status, code) == ("failure", "isv.order-duplicate")
+    assert "重复" in message and "已存在" in message and "CANCELED" in message
+    _, query = await call(client, QUERY, query_body("DO-1"))
+    assert query is not None and first is not None
+    assert query.findtext("deliveryOrder/deliveryOrderId") == first.findtext("deliveryOrderId")
+    assert query.findtext("deliveryOrder/status") == "CANCELED"
+    assert sim.state()["create_refused_cancelled"] == 1 and sim.state()["outbound_orders"] == 1
+
+
+async def test_held_order_waits_for_the_timer_and_can_be_cancelled(fresh_receiver: Receiver) -> None:
+    simulator = QimenWmsSimulator(
+        APP_KEY, SECRET, CUSTOMER, WAREHOUSES, ITEMS, ship_delay_s=0.02, callback_url=fresh_receiver.url
+    )
+    simulator.hold("DO-HOLD")  # before the order even exists
+    transport = httpx.ASGITransport(app=simulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://qimen.test") as http:
+        await call(http, CREATE, create_body("DO-HOLD", source_order="TB-H"))
+        await call(http, CREATE, create_body("DO-FREE", source_order="TB-F"))
+        await simulator.flush(max_wait_s=5)
+        assert simulator.status_of("DO-FREE") == "DELIVERED"
+        assert simulator.status_of("DO-HOLD") == "ACCEPT" and await simulator.ship_all() == 0
+        _, root = await call(http, CANCEL, cancel_body("DO-HOLD"))
+        assert flag(root)[0] == "success"
+        simulator.release("DO-HOLD")
+        await simulator.flush(max_wait_s=5)
+    assert simulator.status_of("DO-HOLD") == "CANCELED" and not simulator.was_shipped("DO-HOLD")
+    codes = {confirm_root(body).findtext("deliveryOrder/deliveryOrderCode") for _, body in fresh_receiver.calls}
+    assert codes == {"DO-FREE"}
+    await simulator.aclose()
+
+
+async def test_release_lets_the_timer_ship(fresh_receiver: Receiver) -> None:
+    simulator = QimenWmsSimulator(APP_KEY, SECRET, CUSTOMER, WAREHOUSES, ITEMS, ship_delay_s=0.02)
+    simulator.hold("DO-1")
+    with BackgroundServer(simulator.app) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            await call(http, CREATE, create_body("DO-1"))
+            await simulator.flush(max_wait_s=5)
+            assert not simulator.was_shipped("DO-1")
+            simulator.release("DO-1")
+            await asyncio.sleep(0.05)
+            await simulator.flush(max_wait_s=5)
+        await simulator.aclose()
+    assert simulator.status_of("DO-1") == "DELIVERED"
+
+
+# --------------------------------------------------------------------------- split packages
+
+
+async def test_split_order_ships_in_two_confirmed_packages(fresh_receiver: Receiver) -> None:
+    simulator = QimenWmsSimulator(
+        APP_KEY, SECRET, CUSTOMER, WAREHOUSES, ITEMS, ship_delay_s=0, split_packages=1.0,
+        callback_url=fresh_receiver.url, push_backoff_s=0.02,
+    )
+    transport = httpx.ASGITransport(app=simulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://qimen.test") as http:
+        await call(http, CREATE, two_line_body("DO-S"))
+        assert await simulator.ship("DO-S")
+        await simulator.flush(max_wait_s=5)
+        _, mid = await call(http, QUERY, query_body("DO-S"))
+        assert mid is not None and mid.findtext("deliveryOrder/status") == "PARTDELIVERED"
+        assert mid.findtext("deliveryOrder/confirmType") == "1"
+        assert len(mid.findall("packages/package")) == 1
+        _, refused = await call(http, CANCEL, cancel_body("DO-S"))
+        assert flag(refused)[0] == "failure" and "已发货" in flag(refused)[2]
+
+        assert await simulator.ship("DO-S")
+        assert not await simulator.ship("DO-S")  # nothing left
+        await simulator.flush(max_wait_s=5)
+        _, done = await call(http, QUERY, query_body("DO-S"))
+    assert done is not None and done.findtext("deliveryOrder/status") == "DELIVERED"
+    assert [p.findtext("packageCode") for p in done.findall("packages/package")] == [
+        p["package_code"] for p in simulator.packages_of("DO-S")]
+
+    first, second = (confirm_root(body) for _, body in fresh_receiver.calls)
+    assert (first.findtext("deliveryOrder/confirmType"), first.findtext("deliveryOrder/status")) == (
+        "1", "PARTDELIVERED")
+    assert (second.findtext("deliveryOrder/confirmType"), second.findtext("deliveryOrder/status")) == (
+        "0", "DELIVERED")
+    assert first.findtext("deliveryOrder/outBizCode") != second.findtext("deliveryOrder/outBizCode")
+    for root, item, qty in ((first, "TD-SKU-0001", "2"), (second, "TD-SKU-0002", "1")):
+        (package,) = root.findall("packages/package")
+        assert [(i.findtext("itemCode"), i.findtext("quantity")) for i in package.findall("items/item")] == [
+            (item, qty)]
+    assert first.findtext("packages/package/expressCode") != second.findtext("packages/package/expressCode")
+    assert [line.findtext("orderLineNo") for line in first.findall("orderLines/orderLine")] == ["1"]
+    assert [(line.findtext("orderLineNo"), line.findtext("actualQty"))
+            for line in second.findall("orderLines/orderLine")] == [("1", "2"), ("2", "1")]
+    state = simulator.state()
+    assert (state["packages_shipped"], state["shipped"]) == (2, 1)
+    assert state["orders"]["DO-S"]["confirm_acked"] is True
+    assert state["stock"]["WH-SH"]["TD-SKU-0002"] == 999
+    await simulator.aclose()
+
+
+async def test_split_on_the_timer_and_single_line_orders_stay_whole(fresh_receiver: Receiver) -> None:
+    simulator = QimenWmsSimulator(
+        APP_KEY, SECRET, CUSTOMER, WAREHOUSES, ITEMS, ship_delay_s=0.01, split_packages=1.0, split_gap_s=0.01,
+        callback_url=fresh_receiver.url,
+    )
+    transport = httpx.ASGITransport(app=simulator.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://qimen.test") as http:
+        await call(http, CREATE, two_line_body("DO-S"))
+        await call(http, CREATE, create_body("DO-1", source_order="TB-9"))
+        await simulator.flush(max_wait_s=5)
+    assert [len(simulator.packages_of(code)) for code in ("DO-S", "DO-1")] == [2, 1]
+    kinds = sorted(
+        (confirm_root(body).findtext("deliveryOrder/deliveryOrderCode"),
+         confirm_root(body).findtext("deliveryOrder/confirmType"))
+        for _, body in fresh_receiver.calls
+    )
+    assert kinds == [("DO-1", "0"), ("DO-S", "0"), ("DO-S", "1")]
+    await simulator.aclose()
+
+
+async def test_split_share_is_deterministic_and_ship_now_ships_everything() -> None:
+    plans = []
+    for _ in range(2):
+        simulator = QimenWmsSimulator(APP_KEY, SECRET, CUSTOMER, WAREHOUSES, ITEMS, ship_delay_s=0,
+                                      split_packages=0.5, seed=3)
+        transport = httpx.ASGITransport(app=simulator.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://qimen.test") as http:
+            for n in range(12):
+                await call(http, CREATE, two_line_body(f"DO-{n}", source_order=f"TB-{n}"))
+            for n in range(12):
+                assert await simulator.ship_now(f"DO-{n}")
+        plans.append([len(simulator.packages_of(f"DO-{n}")) for n in range(12)])
+        assert all(simulator.status_of(f"DO-{n}") == "DELIVERED" for n in range(12))
+        await simulator.aclose()
+    assert plans[0] == plans[1] and set(plans[0]) == {1, 2}
+
+
+async def test_wms_side_cancel_pushes_a_status_only_confirm(
+    client: httpx.AsyncClient, sim: QimenWmsSimulator, fresh_receiver: Receiver
+) -> None:
+    sim.set_callback(fresh_receiver.url)
+    await call(client, CREATE, create_body("DO-1"))
+    assert await sim.wms_cancel("DO-1", "CLOSED")
+    await sim.flush(max_wait_s=5)
+    (_, body), = fresh_receiver.calls
+    root = confirm_root(body)
+    assert root.findtext("deliveryOrder/status") == "CLOSED" and root.find("packages") is None
+    assert not await sim.ship("DO-1") and sim.status_of("DO-1") == "CLOSED"
+    _, answer = await call(client, CANCEL, cancel_body("DO-1"))
+    assert flag(answer) == ("success", "0", "单据已关闭")

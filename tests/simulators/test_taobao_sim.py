@@ -475,3 +475,187 @@ def test_background_server_round_trip() -> None:
         body = httpx.post(f"{server.base_url}/router/rest", data=params, timeout=5).json()
     assert body["trade_fullinfo_get_response"]["trade"]["tid"] == tid
     assert sim.state()["requests"][FULLINFO] == 1
+
+
+# --------------------------------------------------------------------------- trade life
+
+
+def lines_of(trade: dict[str, Any]) -> list[dict[str, Any]]:
+    return trade["orders"]["order"]
+
+
+async def test_generated_data_has_multi_line_trades() -> None:
+    sim = make_sim()
+    assert any(len(lines_of(t)) > 1 for t in sim.orders(SHOP_A))
+    assert all(t["status"] == "WAIT_SELLER_SEND_GOODS" for t in sim.orders(SHOP_A))  # the default is unchanged
+
+
+async def test_unpaid_trade_is_paid_and_shows_up_again(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A, status="WAIT_BUYER_PAY", lines=2)
+    unpaid = top.sim.trade(tid)
+    assert unpaid["status"] == "WAIT_BUYER_PAY" and "pay_time" not in unpaid
+    assert {o["status"] for o in lines_of(unpaid)} == {"WAIT_BUYER_PAY"} and len(lines_of(unpaid)) == 2
+    assert error(await top.call(SEND, {"tid": tid, "out_sid": "SF1234567890", "company_code": "SF"}))[
+        "sub_code"].endswith(":B04")  # an unpaid trade cannot be consigned
+    top.sim.advance(30)
+    top.sim.pay(tid)
+    paid = top.sim.trade(tid)
+    assert paid["status"] == top.sim.status(tid) == "WAIT_SELLER_SEND_GOODS"
+    assert paid["pay_time"] == paid["modified"] > unpaid["modified"]
+    recent = await top.window(top.sim.now() - timedelta(seconds=10), top.sim.now())
+    assert [(t["tid"], t["status"]) for t in recent["trades"]["trade"]] == [(tid, "WAIT_SELLER_SEND_GOODS")]
+    with pytest.raises(ValueError):
+        top.sim.pay(tid)
+
+
+async def test_unpaid_trade_closed_by_taobao(top: Top) -> None:
+    tid = top.sim.make_trade(SESSION_A, status="WAIT_BUYER_PAY")
+    top.sim.advance(5)
+    top.sim.close_unpaid(tid)
+    closed = top.sim.trade(tid)
+    assert closed["status"] == "TRADE_CLOSED_BY_TAOBAO" and closed["end_time"] == closed["modified"]
+    assert {o["status"] for o in lines_of(closed)} == {"TRADE_CLOSED_BY_TAOBAO"}
+    refused = error(await top.call(SEND, {"tid": tid, "out_sid": "SF1234567890", "company_code": "SF"}))
+    assert refused["sub_code"] == "isv.logistics-offline-service-error:B04"
+    assert top.sim.writebacks(tid) == [] and top.sim.state()["shipment_repeat_attempts"] == 0
+    with pytest.raises(ValueError):
+        top.sim.refund_all(tid)  # nothing was paid
+    paid = top.sim.make_trade(SESSION_A)
+    with pytest.raises(ValueError):
+        top.sim.close_unpaid(paid)
+
+
+async def test_presale_deposit_then_balance(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A, presale=True, lines=1)
+    trade = top.sim.trade(tid)
+    assert (trade["type"], trade["status"], trade["step_trade_status"]) == (
+        "step", "WAIT_BUYER_PAY", "FRONT_PAID_FINAL_NOPAID")
+    assert Decimal("0") < Decimal(trade["step_paid_fee"]) < Decimal(trade["payment"]) and "pay_time" not in trade
+    body = await top.call(FULLINFO, {"fields": ALL_FIELDS, "tid": tid})
+    assert body["trade_fullinfo_get_response"]["trade"]["step_paid_fee"] == trade["step_paid_fee"]
+    with pytest.raises(ValueError, match="pay_balance"):
+        top.sim.pay(tid)
+    top.sim.advance(60)
+    top.sim.pay_balance(tid)
+    paid = top.sim.trade(tid)
+    assert (paid["status"], paid["step_trade_status"], paid["step_paid_fee"]) == (
+        "WAIT_SELLER_SEND_GOODS", "FRONT_PAID_FINAL_PAID", paid["payment"])
+    assert paid["modified"] > trade["modified"] and paid["pay_time"] == paid["modified"]
+    with pytest.raises(ValueError):
+        top.sim.pay_balance(tid)
+    nothing = top.sim.make_trade(SHOP_A, presale="FRONT_NOPAID_FINAL_NOPAID")
+    assert top.sim.trade(nothing)["step_paid_fee"] == "0.00"
+    top.sim.pay(nothing)  # the deposit only
+    assert (top.sim.status(nothing), top.sim.trade(nothing)["step_trade_status"]) == (
+        "WAIT_BUYER_PAY", "FRONT_PAID_FINAL_NOPAID")
+
+
+async def test_refunds(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A, lines=3)
+    first, second, third = (o["oid"] for o in lines_of(top.sim.trade(tid)))
+    before = top.sim.trade(tid)["modified"]
+    top.sim.advance(2)
+    top.sim.request_refund(tid, first)
+    asked = top.sim.trade(tid)
+    assert [o["refund_status"] for o in lines_of(asked)] == ["WAIT_SELLER_AGREE", "NO_REFUND", "NO_REFUND"]
+    assert asked["status"] == "WAIT_SELLER_SEND_GOODS" and asked["modified"] > before
+    top.sim.advance(2)
+    top.sim.refund_line(tid, first)
+    refunded = top.sim.trade(tid)
+    assert (lines_of(refunded)[0]["refund_status"], lines_of(refunded)[0]["status"]) == ("SUCCESS", "TRADE_CLOSED")
+    assert refunded["status"] == "WAIT_SELLER_SEND_GOODS" and refunded["modified"] > asked["modified"]
+    with pytest.raises(KeyError):
+        top.sim.refund_line(tid, 1)
+    # a whole-trade send ships what is left; the refunded line stays closed
+    await top.call(SEND, {"tid": tid, "out_sid": "SF1234567890", "company_code": "SF"})
+    assert top.sim.writebacks(tid) == [("SF1234567890", "SF", [second, third])]
+    assert top.sim.status(tid) == "WAIT_BUYER_CONFIRM_GOODS"
+    top.sim.advance(2)
+    top.sim.refund_all(tid)  # after shipment too (returned goods)
+    closed = top.sim.trade(tid)
+    assert closed["status"] == "TRADE_CLOSED" and {o["refund_status"] for o in lines_of(closed)} == {"SUCCESS"}
+    with pytest.raises(ValueError):
+        top.sim.refund_all(tid)
+
+
+async def test_refunding_the_last_unshipped_line_completes_the_shipment(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A, lines=2)
+    shipped, rest = (o["oid"] for o in lines_of(top.sim.trade(tid)))
+    await top.call(SEND, {"tid": tid, "out_sid": "ZT1000000001", "company_code": "ZTO", "is_split": 1,
+                          "sub_tid": shipped})
+    assert top.sim.status(tid) == "SELLER_CONSIGNED_PART"
+    top.sim.refund_line(tid, rest)
+    assert top.sim.status(tid) == "WAIT_BUYER_CONFIRM_GOODS"
+    only = top.sim.make_trade(SHOP_A, lines=1)
+    top.sim.refund_line(only, top.sim.trade(only)["orders"]["order"][0]["oid"])
+    assert top.sim.status(only) == "TRADE_CLOSED"
+
+
+async def test_change_address(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A)
+    top.sim.advance(1)
+    top.sim.change_address(tid, address="文一西路 969 号", receiver_zip="311121", city="杭州市")
+    trade = top.sim.trade(tid)
+    assert (trade["receiver_address"], trade["receiver_zip"], trade["receiver_city"]) == (
+        "文一西路 969 号", "311121", "杭州市")
+    with pytest.raises(ValueError):
+        top.sim.change_address(tid, colour="red")
+    await top.call(SEND, {"tid": tid, "out_sid": "SF1234567890", "company_code": "SF"})
+    with pytest.raises(ValueError):
+        top.sim.change_address(tid, address="too late")
+
+
+async def test_split_consign_records_each_package(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A, lines=3)
+    a, b, c = (o["oid"] for o in lines_of(top.sim.trade(tid)))
+    await top.call(SEND, {"tid": tid, "out_sid": "ZT1000000001", "company_code": "ZTO", "is_split": 1,
+                          "sub_tid": f"{a},{b}"})
+    part = top.sim.trade(tid)
+    assert part["status"] == "SELLER_CONSIGNED_PART"
+    assert [(o["status"], o.get("invoice_no")) for o in lines_of(part)] == [
+        ("WAIT_BUYER_CONFIRM_GOODS", "ZT1000000001"), ("WAIT_BUYER_CONFIRM_GOODS", "ZT1000000001"),
+        ("WAIT_SELLER_SEND_GOODS", None)]
+    again = error(await top.call(SEND, {"tid": tid, "out_sid": "ZT1000000001", "company_code": "ZTO",
+                                        "is_split": 1, "sub_tid": a}))
+    assert again["sub_code"].endswith(":B04")  # those lines are already sent
+    whole = error(await top.call(SEND, {"tid": tid, "out_sid": "ZT1000000003", "company_code": "ZTO"}))
+    assert whole["sub_code"].endswith(":B04")  # a partly shipped trade takes split packages only
+    await top.call(SEND, {"tid": tid, "out_sid": "YT1000000002", "company_code": "YTO", "is_split": 1,
+                          "sub_tid": c})
+    assert top.sim.status(tid) == "WAIT_BUYER_CONFIRM_GOODS"
+    assert top.sim.writebacks(tid) == [("ZT1000000001", "ZTO", [a, b]), ("YT1000000002", "YTO", [c])]
+    assert top.sim.state()["shipment_repeat_attempts"] == 2
+
+
+async def test_split_consign_of_a_refunded_line_is_refused(top: Top) -> None:
+    tid = top.sim.make_trade(SHOP_A, lines=2)
+    a, b = (o["oid"] for o in lines_of(top.sim.trade(tid)))
+    top.sim.refund_line(tid, b)
+    refused = error(await top.call(SEND, {"tid": tid, "out_sid": "ZT1000000001", "company_code": "ZTO",
+                                          "is_split": 1, "sub_tid": b}))
+    assert refused["sub_code"].endswith(":B04")
+    await top.call(SEND, {"tid": tid, "out_sid": "ZT1000000001", "company_code": "ZTO", "is_split": 1,
+                          "sub_tid": a})
+    assert top.sim.status(tid) == "WAIT_BUYER_CONFIRM_GOODS"  # nothing left to ship
+
+
+async def test_generation_options_and_admin_lifecycle(top: Top) -> None:
+    tids = top.sim.add_orders(SESSION_B, 2, status="WAIT_BUYER_PAY", lines=2)
+    assert all(top.sim.status(t) == "WAIT_BUYER_PAY" and len(lines_of(top.sim.trade(t))) == 2 for t in tids)
+    with pytest.raises(ValueError):
+        top.sim.add_orders(SESSION_B, 1, status="TRADE_FINISHED")
+    with pytest.raises(ValueError):
+        top.sim.make_trade(SHOP_B, presale="HALF_PAID")
+    with pytest.raises(KeyError):
+        top.sim.pay(1234)
+    added = (await top.client.post("/_sim/orders", json={"shop": SHOP_B, "n": 1, "presale": True})).json()
+    presale = int(added["tids"][0])
+    assert top.sim.trade(presale)["step_trade_status"] == "FRONT_PAID_FINAL_NOPAID"
+    paid = await top.client.post(f"/_sim/trades/{tids[0]}/pay")
+    assert paid.json() == {"tid": str(tids[0]), "status": "WAIT_SELLER_SEND_GOODS"}
+    oid = lines_of(top.sim.trade(tids[0]))[0]["oid"]
+    refunded = await top.client.post(f"/_sim/trades/{tids[0]}/refund_line", json={"oid": oid})
+    assert refunded.status_code == 200 and lines_of(top.sim.trade(tids[0]))[0]["refund_status"] == "SUCCESS"
+    assert (await top.client.post(f"/_sim/trades/{tids[1]}/refund_all")).status_code == 422  # unpaid
+    assert (await top.client.post(f"/_sim/trades/{tids[1]}/explode")).status_code == 404
+    assert (await top.client.post("/_sim/trades/1234/pay")).status_code == 404

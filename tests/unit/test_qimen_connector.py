@@ -16,8 +16,15 @@ import httpx
 import pytest
 import respx
 
-from connectors.base import CreateResult
-from connectors.errors import ConfigurationError, InvalidRequestError, NotFoundError, TransientError
+from connectors.base import CancelResult, CreateResult
+from connectors.errors import (
+    AuthError,
+    ConfigurationError,
+    InvalidRequestError,
+    NotFoundError,
+    ThrottledError,
+    TransientError,
+)
 from connectors.http import RetryPolicy
 from connectors.qimen import QimenConnector, qimen_sign
 
@@ -171,11 +178,53 @@ async def test_xml_escaping_of_special_characters(gateway):
     assert root.findtext("orderLines/orderLine/itemName") == "</itemName><inject>1</inject>"
 
 
-async def test_repeated_code_answered_with_success_is_not_created(gateway):
+async def test_repeated_code_answered_with_success_is_confirmed_by_query(gateway):
     gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
         "<deliveryOrderId>WMS-77</deliveryOrderId>", message="发货单已存在，重复单据")
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(
+        "<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><deliveryOrderId>WMS-77</deliveryOrderId>"
+        "<status>ACCEPT</status></deliveryOrder>")
     result = await make_connector().create_outbound_order(document())
     assert result == CreateResult(external_id="WMS-77", number="SO-1001", created=False)
+    assert [method for method, _, _ in gateway.calls] == [
+        "taobao.qimen.deliveryorder.create", "taobao.qimen.deliveryorder.query"]
+
+
+async def test_plain_success_is_not_double_checked(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response("<deliveryOrderId>W1</deliveryOrderId>")
+    result = await make_connector().create_outbound_order(document())
+    assert result.created and len(gateway.calls) == 1
+
+
+@pytest.mark.parametrize("flag", ["success", "failure"])
+async def test_duplicate_answer_not_confirmed_by_query_is_transient(gateway, flag):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "", flag=flag, code="B0001", message="单据重复")
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(
+        "", flag="failure", code="isv.order-not-exist", message="deliveryOrder SO-1001 does not exist")
+    with pytest.raises(TransientError) as info:
+        await make_connector().create_outbound_order(document())
+    assert info.value.retryable and "does not know the code" in info.value.message
+    assert len(gateway.calls) == 2  # a business "does not exist" is not retried inside the call
+
+
+async def test_duplicate_answer_with_empty_query_is_transient(gateway):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response("", flag="failure", message="already exists")
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response("<totalLines>0</totalLines>")
+    with pytest.raises(TransientError):
+        await make_connector().create_outbound_order(document())
+
+
+@pytest.mark.parametrize("status", ["CANCELED", "CLOSED"])
+async def test_duplicate_of_a_cancelled_code_is_a_permanent_error(gateway, status):
+    gateway.handlers["taobao.qimen.deliveryorder.create"] = xml_response(
+        "", flag="failure", code="isv.order-duplicate", message="单据已存在(已取消),重复单据不能再次创建")
+    gateway.handlers["taobao.qimen.deliveryorder.query"] = xml_response(
+        f"<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><deliveryOrderId>WMS-9</deliveryOrderId>"
+        f"<status>{status}</status></deliveryOrder>")
+    with pytest.raises(InvalidRequestError, match="cancelled in the WMS") as info:
+        await make_connector().create_outbound_order(document())
+    assert not info.value.retryable and status in info.value.message
 
 
 async def test_repeated_code_answered_with_failure_looks_up_the_id(gateway):
@@ -345,7 +394,8 @@ async def test_push_with_good_sign():
     assert shipment["order_key"] == "SO-1001"
     assert (shipment["carrier_code"], shipment["tracking_number"], shipment["warehouse"]) == ("ZTO", "ZT7788", "WH-SH")
     assert shipment["shipped_at"] in ("2024-05-02T10:30:00Z", "2024-05-02T10:30:00+00:00")
-    assert shipment["lines"] == [{"sku": "SKU-A", "quantity": 2}]
+    assert shipment["lines"] == [{"sku": "SKU-A", "quantity": 2, "line_id": "1"}]
+    assert (shipment["package_id"], shipment["final"]) == ("ZT7788", True)  # no packageCode: the waybill
 
 
 async def test_push_with_bad_sign():
@@ -388,7 +438,7 @@ async def test_push_without_tracking_and_rejected():
     result = await make_connector().handle_push({}, push_query(body), body)
     assert ET.fromstring(result.body.encode()).findtext("flag") == "success"
     assert result.events == [{"type": "outbound_status", "order_code": "SO-9", "out_biz_code": "M9",
-                              "status": "REJECT"}]
+                              "status": "rejected", "raw_status": "REJECT"}]
 
 
 async def test_push_sign_covers_headers_in_top_sign_list():
@@ -411,3 +461,325 @@ def test_describe_masks_secret_and_config_errors():
         QimenConnector.from_config("wms", {"base_url": GATEWAY, "app_key": "a", "customerId": "c",
                                            "warehouseCode": "w"}, {"app_secert": "typo-secret-value"})
     assert "typo-secret-value" not in str(info.value)
+
+
+# --- order.cancel ------------------------------------------------------------------------------
+
+CANCEL = "taobao.qimen.order.cancel"
+QUERY = "taobao.qimen.deliveryorder.query"
+
+
+def query_status(status: str, packages: str = "") -> httpx.Response:
+    return xml_response(
+        f"<deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode><deliveryOrderId>WMS-77</deliveryOrderId>"
+        f"<status>{status}</status></deliveryOrder>{packages}")
+
+
+async def test_cancel_success_wire_format(gateway):
+    gateway.handlers[CANCEL] = xml_response("", message="取消成功")
+    result = await make_connector().cancel_outbound_order("SO-1001", warehouse="WH-BJ", reason="buyer refunded")
+    assert result == CancelResult(outcome="cancelled", message="取消成功") and result.done
+    (method, params, body), = gateway.calls
+    assert method == CANCEL and params["sign"] == doc_sign(params, body, SECRET)
+    request = ET.fromstring(body)
+    assert {child.tag: child.text for child in request} == {
+        "warehouseCode": "WH-BJ", "ownerCode": "OWNER-1", "orderCode": "SO-1001", "orderType": "JYCK",
+        "cancelReason": "buyer refunded"}
+
+
+async def test_cancel_defaults_to_the_settings_warehouse_and_omits_empty_reason(gateway):
+    gateway.handlers[CANCEL] = xml_response("")
+    await make_connector().cancel_outbound_order("SO-1001")
+    request = ET.fromstring(gateway.calls[0][2])
+    assert request.findtext("warehouseCode") == "WH-SH" and request.find("cancelReason") is None
+
+
+@pytest.mark.parametrize(
+    ("flag", "code", "message", "outcome"),
+    [
+        ("success", "0", "单据已取消", "already_cancelled"),
+        ("failure", "B0010", "单据已取消,不能重复取消", "already_cancelled"),
+        ("failure", "ORDER_CANCELED", "order already cancelled", "already_cancelled"),
+        ("failure", "isv.order-not-exist", "单据不存在: SO-1001", "not_found"),
+        ("failure", "B0404", "order SO-1001 not found", "not_found"),
+        ("failure", "B0020", "单据已发货,不能取消", "refused"),
+        ("failure", "B0021", "出库单已出库", "refused"),
+        ("failure", "B0022", "order already shipped", "refused"),
+        ("failure", "B0023", "订单已拣货完成,无法取消", "refused"),
+    ],
+)
+async def test_cancel_outcomes_read_from_the_answer(gateway, flag, code, message, outcome):
+    gateway.handlers[CANCEL] = xml_response("", flag=flag, code=code, message=message)
+    result = await make_connector().cancel_outbound_order("SO-1001")
+    assert result.outcome == outcome and result.message == message
+    assert result.done == (outcome != "refused")
+    assert [m for m, _, _ in gateway.calls] == [CANCEL]  # the message was enough: no status check
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [("DELIVERED", "refused"), ("PARTDELIVERED", "refused"), ("CANCELED", "already_cancelled"),
+     ("CLOSED", "already_cancelled")],
+)
+async def test_cancel_unexplained_failure_is_settled_by_a_status_check(gateway, status, outcome):
+    gateway.handlers[CANCEL] = xml_response("", flag="failure", code="E500", message="状态不符")
+    gateway.handlers[QUERY] = query_status(status)
+    result = await make_connector().cancel_outbound_order("SO-1001")
+    assert result.outcome == outcome
+    if outcome == "refused":
+        assert "状态不符" in result.message and status in result.message
+    assert [m for m, _, _ in gateway.calls] == [CANCEL, QUERY]
+
+
+async def test_cancel_unexplained_failure_of_an_unknown_code_is_not_found(gateway):
+    gateway.handlers[CANCEL] = xml_response("", flag="failure", code="E500", message="状态不符")
+    gateway.handlers[QUERY] = xml_response("", flag="failure", code="ORDER_NOT_FOUND", message="发货单不存在")
+    assert (await make_connector().cancel_outbound_order("SO-1001")).outcome == "not_found"
+
+
+async def test_cancel_unexplained_failure_of_a_live_order_raises(gateway):
+    gateway.handlers[CANCEL] = xml_response("", flag="failure", code="E500", message="状态不符")
+    gateway.handlers[QUERY] = query_status("ACCEPT")
+    with pytest.raises(InvalidRequestError, match="状态不符"):
+        await make_connector().cancel_outbound_order("SO-1001")
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "error"),
+    [
+        ("isp.service-busy", "系统繁忙", TransientError),
+        ("7", "App Call Limited (accesscontrol.limited-by-app-access-count)", ThrottledError),
+        ("sign-check-failure", "Illegal request", AuthError),
+    ],
+)
+async def test_cancel_transient_throttle_and_auth_failures_raise(gateway, code, message, error):
+    gateway.handlers[CANCEL] = xml_response("", flag="failure", code=code, message=message)
+    with pytest.raises(error):
+        await make_connector().cancel_outbound_order("SO-1001")
+
+
+async def test_cancel_needs_a_code(gateway):
+    with pytest.raises(InvalidRequestError):
+        await make_connector().cancel_outbound_order("  ")
+    assert gateway.calls == []
+
+
+# --- get_outbound ------------------------------------------------------------------------------
+
+TWO_PACKAGES = (
+    "<packages>"
+    "<package><logisticsCode>SF</logisticsCode><expressCode>SF001</expressCode><packageCode>PK-1</packageCode>"
+    "<items><item><itemCode>SKU-A</itemCode><quantity>2</quantity></item></items></package>"
+    "<package><logisticsCode>SF</logisticsCode><expressCode>SF002</expressCode>"
+    "<items><item><itemCode>SKU-B</itemCode><quantity>1</quantity></item></items></package>"
+    "</packages>"
+    "<orderLines><orderLine><orderLineNo>1</orderLineNo><itemCode>SKU-A</itemCode><planQty>2</planQty>"
+    "<actualQty>2</actualQty></orderLine><orderLine><orderLineNo>2</orderLineNo><itemCode>SKU-B</itemCode>"
+    "<planQty>1</planQty><actualQty>1</actualQty></orderLine></orderLines>"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [("NEW", "accepted"), ("ACCEPT", "accepted"), ("PICK", "accepted"), ("CANCELED", "cancelled"),
+     ("CLOSED", "cancelled"), ("CANCELEDFAIL", "other"), ("EXCEPTION", "other"), ("REJECT", "other"),
+     ("SOMETHING", "other")],
+)
+async def test_get_outbound_normalises_status(gateway, raw, status):
+    gateway.handlers[QUERY] = query_status(raw)
+    state = await make_connector().get_outbound("SO-1001")
+    assert state is not None and (state.status, state.raw_status, state.shipments) == (status, raw, [])
+
+
+async def test_get_outbound_delivered_has_one_final_shipment_per_package(gateway):
+    gateway.handlers[QUERY] = query_status("DELIVERED", TWO_PACKAGES)
+    state = await make_connector().get_outbound("SO-1001")
+    assert state is not None and state.status == "shipped"
+    assert [(s.package_id, s.tracking_number, s.final) for s in state.shipments] == [
+        ("PK-1", "SF001", True), ("SF002", "SF002", True)]
+    assert [[(line.sku, line.quantity, line.line_id) for line in s.lines] for s in state.shipments] == [
+        [("SKU-A", 2, "1")], [("SKU-B", 1, "2")]]
+
+
+async def test_get_outbound_partdelivered_is_partial(gateway):
+    gateway.handlers[QUERY] = query_status("PARTDELIVERED", TWO_PACKAGES)
+    conn = make_connector()
+    state = await conn.get_outbound("SO-1001")
+    assert state is not None and state.status == "partially_shipped"
+    assert [s.final for s in state.shipments] == [False, False]
+    first = await conn.get_shipment("SO-1001")  # the poll fallback sees the first package
+    assert first is not None and first.tracking_number == "SF001"
+
+
+async def test_get_outbound_unknown_code_is_none(gateway):
+    gateway.handlers[QUERY] = xml_response("", flag="failure", code="isv.order-not-exist",
+                                           message="deliveryOrder SO-404 does not exist")
+    assert await make_connector().get_outbound("SO-404") is None
+
+
+async def test_get_outbound_transient_failure_raises(gateway):
+    gateway.handlers[QUERY] = xml_response("", flag="failure", code="isp.timeout", message="timeout")
+    with pytest.raises(TransientError):
+        await make_connector().get_outbound("SO-1001")
+
+
+async def test_line_ids_when_two_lines_share_an_item(gateway):
+    packages = (
+        "<packages><package><logisticsCode>SF</logisticsCode><expressCode>SF1</expressCode>"
+        "<items><item><itemCode>SKU-A</itemCode><quantity>3</quantity></item></items></package></packages>"
+        "<orderLines><orderLine><orderLineNo>1</orderLineNo><itemCode>SKU-A</itemCode><actualQty>1</actualQty>"
+        "</orderLine><orderLine><orderLineNo>2</orderLineNo><itemCode>SKU-A</itemCode><actualQty>2</actualQty>"
+        "</orderLine></orderLines>")
+    gateway.handlers[QUERY] = query_status("DELIVERED", packages)
+    state = await make_connector().get_outbound("SO-1001")
+    assert state is not None
+    assert [(line.sku, line.quantity, line.line_id) for line in state.shipments[0].lines] == [
+        ("SKU-A", 1, "1"), ("SKU-A", 2, "2")]
+
+
+# --- push: partial and cancelled confirmations -------------------------------------------------
+
+
+def confirm(status: str, confirm_type: str | None, packages: str, out_biz: str) -> bytes:
+    kind = f"<confirmType>{confirm_type}</confirmType>" if confirm_type is not None else ""
+    return (
+        "<request><deliveryOrder><deliveryOrderCode>SO-1001</deliveryOrderCode>"
+        f"<warehouseCode>WH-SH</warehouseCode><orderType>JYCK</orderType><status>{status}</status>"
+        f"<outBizCode>{out_biz}</outBizCode>{kind}<operateTime>2024-05-02 18:30:00</operateTime>"
+        f"</deliveryOrder>{packages}</request>"
+    ).encode()
+
+
+PACKAGE_1 = ("<packages><package><logisticsCode>SF</logisticsCode><expressCode>SF001</expressCode>"
+             "<packageCode>PK-1</packageCode><items><item><itemCode>SKU-A</itemCode><quantity>2</quantity></item>"
+             "</items></package></packages><orderLines><orderLine><orderLineNo>1</orderLineNo>"
+             "<itemCode>SKU-A</itemCode><actualQty>2</actualQty></orderLine></orderLines>")
+PACKAGE_2 = ("<packages><package><logisticsCode>SF</logisticsCode><expressCode>SF002</expressCode>"
+             "<packageCode>PK-2</packageCode><items><item><itemCode>SKU-B</itemCode><quantity>1</quantity></item>"
+             "</items></package></packages><orderLines><orderLine><orderLineNo>1</orderLineNo>"
+             "<itemCode>SKU-A</itemCode><actualQty>2</actualQty></orderLine><orderLine><orderLineNo>2</orderLineNo>"
+             "<itemCode>SKU-B</itemCode><actualQty>1</actualQty></orderLine></orderLines>")
+
+
+async def test_partial_then_final_confirmation():
+    conn = make_connector()
+    first = confirm("PARTDELIVERED", "1", PACKAGE_1, "M1")
+    second = confirm("DELIVERED", "0", PACKAGE_2, "M2")
+    events = []
+    for body in (first, second):
+        result = await conn.handle_push({}, push_query(body), body)
+        assert ET.fromstring(result.body.encode()).findtext("flag") == "success"
+        events.extend(result.events)
+    assert [(e["type"], e["out_biz_code"], e["shipment"]["package_id"], e["shipment"]["final"]) for e in events] == [
+        ("shipment", "M1", "PK-1", False), ("shipment", "M2", "PK-2", True)]
+    assert events[0]["shipment"]["lines"] == [{"sku": "SKU-A", "quantity": 2, "line_id": "1"}]
+    assert events[1]["shipment"]["lines"] == [{"sku": "SKU-B", "quantity": 1, "line_id": "2"}]
+
+
+async def test_confirmation_without_confirm_type_is_final():
+    body = confirm("DELIVERED", None, PACKAGE_1, "M1")
+    (event,) = (await make_connector().handle_push({}, push_query(body), body)).events
+    assert event["shipment"]["final"] is True
+
+
+async def test_one_confirmation_with_two_packages_gives_two_events():
+    body = confirm("DELIVERED", "0", TWO_PACKAGES, "M1")
+    events = (await make_connector().handle_push({}, push_query(body), body)).events
+    assert [(e["shipment"]["tracking_number"], e["shipment"]["final"]) for e in events] == [
+        ("SF001", True), ("SF002", True)]
+
+
+@pytest.mark.parametrize(("raw", "status"), [("CANCELED", "cancelled"), ("CLOSED", "closed")])
+async def test_cancelled_or_closed_confirmation_is_an_outbound_status_event(raw, status):
+    body = confirm(raw, "0", "", "M7")
+    result = await make_connector().handle_push({}, push_query(body), body)
+    assert ET.fromstring(result.body.encode()).findtext("flag") == "success"
+    assert result.events == [{"type": "outbound_status", "order_code": "SO-1001", "out_biz_code": "M7",
+                              "status": status, "raw_status": raw}]
+
+
+# --- contract: the connector against the Qimen simulator (two independent readings of the spec) ---
+
+
+@pytest.fixture
+async def wms_sim():
+    """A simulated WMS reached in-process (ASGI), plus a local ERP endpoint that feeds handle_push."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from simulators.qimen import QimenWmsSimulator
+    from simulators.server import BackgroundServer
+
+    sim = QimenWmsSimulator("ak-123", SECRET, "CUST-1", ["WH-SH"], ["SKU-A", "SKU-B"], ship_delay_s=0,
+                            split_packages=1.0, push_backoff_s=0.01)
+    conn = make_connector()
+    conn.api.transport = httpx.ASGITransport(app=sim.app)
+    events: list[dict] = []
+
+    async def hook(request: Request) -> Response:
+        result = await conn.handle_push(dict(request.headers), dict(request.query_params), await request.body())
+        events.extend(result.events)
+        return Response(result.body, status_code=result.status_code, media_type=result.media_type)
+
+    with BackgroundServer(Starlette(routes=[Route("/hooks/wms", hook, methods=["POST"])])) as server:
+        sim.set_callback(f"{server.base_url}/hooks/wms")
+        yield sim, conn, events
+        await sim.aclose()
+    await conn.aclose()
+
+
+def one_line(doc: dict) -> dict:
+    doc["orderLines"] = doc["orderLines"][:1]
+    return doc
+
+
+async def test_contract_cancel_and_recreate_against_simulator(wms_sim):
+    sim, conn, _ = wms_sim
+    created = await conn.create_outbound_order(one_line(document("SO-C1")))
+    assert created.created and created.external_id.startswith("QM")
+    assert (await conn.get_outbound("SO-C1")).status == "accepted"
+    assert (await conn.cancel_outbound_order("SO-C1", reason="refund")).outcome == "cancelled"
+    assert (await conn.cancel_outbound_order("SO-C1")).outcome == "already_cancelled"
+    assert (await conn.get_outbound("SO-C1")).status == "cancelled"
+    assert sim.cancelled_codes() == ["SO-C1"] and sim.cancel_calls() == 2
+    with pytest.raises(InvalidRequestError, match="cancelled in the WMS"):
+        await conn.create_outbound_order(one_line(document("SO-C1")))
+    assert (await conn.cancel_outbound_order("SO-NONE")).outcome == "not_found"
+    assert await conn.get_outbound("SO-NONE") is None
+    repeat = await conn.create_outbound_order(one_line(document("SO-C2")))
+    again = await conn.create_outbound_order(one_line(document("SO-C2")))
+    assert again.external_id == repeat.external_id  # the simulator answers a live repeat with its id
+
+
+async def test_contract_split_shipment_against_simulator(wms_sim):
+    sim, conn, events = wms_sim
+    await conn.create_outbound_order(document("SO-S1"))  # two lines -> two packages
+    assert await sim.ship("SO-S1")
+    await sim.flush(max_wait_s=5)
+    state = await conn.get_outbound("SO-S1")
+    assert state is not None and (state.status, state.raw_status) == ("partially_shipped", "PARTDELIVERED")
+    assert [(s.final, [(line.sku, line.quantity, line.line_id) for line in s.lines]) for s in state.shipments] == [
+        (False, [("SKU-A", 2, "1")])]
+    refused = await conn.cancel_outbound_order("SO-S1")
+    assert refused.outcome == "refused" and "已发货" in refused.message and not refused.done
+
+    assert await sim.ship("SO-S1")
+    await sim.flush(max_wait_s=5)
+    state = await conn.get_outbound("SO-S1")
+    assert state is not None and state.status == "shipped"
+    assert [s.package_id for s in state.shipments] == [p["package_code"] for p in sim.packages_of("SO-S1")]
+    assert [e["type"] for e in events] == ["shipment", "shipment"]
+    assert [(e["shipment"]["package_id"], e["shipment"]["final"]) for e in events] == [
+        (s.package_id, final) for s, final in zip(state.shipments, (False, True), strict=True)]
+    assert events[1]["shipment"]["lines"] == [{"sku": "SKU-B", "quantity": 1, "line_id": "2"}]
+    assert sim.state()["orders"]["SO-S1"]["confirm_acked"] is True
+
+
+async def test_contract_wms_cancel_push_against_simulator(wms_sim):
+    sim, conn, events = wms_sim
+    await conn.create_outbound_order(one_line(document("SO-W1")))
+    assert await sim.wms_cancel("SO-W1")
+    await sim.flush(max_wait_s=5)
+    assert [(e["type"], e["status"], e["raw_status"]) for e in events] == [("outbound_status", "cancelled", "CANCELED")]

@@ -20,6 +20,7 @@ import pytest
 import respx
 
 from canonical import Shipment
+from connectors.base import IngestDefaults, OrderSource, WriteBackResult
 from connectors.errors import (
     AuthError,
     ConfigurationError,
@@ -233,7 +234,8 @@ async def test_pages_from_last_to_first_and_yields_each_trade_once(top):
     assert pages_asked == ["1", "3", "2", "1"]  # the total first, then from the last page back
     tids = [r.external_id for page in pages for r in page]
     assert tids == ["101", "102", "103", "104", "105"]  # oldest modification first, each once
-    assert [len(p) for p in pages] == [2, 2, 1]  # pages of page_size
+    # one batch per increment page as walked (3: [101], 2: [102, 103] + the repeat 104, 1: [105])
+    assert [len(p) for p in pages] == [1, 3, 1]
     fullinfo = [b["tid"] for b in top.bodies("taobao.trade.fullinfo.get")]
     assert sorted(fullinfo) == tids  # one fullinfo per tid
     record = pages[0][0]
@@ -298,7 +300,9 @@ async def test_walks_again_when_the_window_grows(top):
     conn = make_connector(page_size=2)
     since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
     pages = [p async for p in conn.pull_orders(since, since + timedelta(hours=12))]
-    assert [r.external_id for p in pages for r in p] == ["101", "102", "103", "104"]
+    # 104 lands while page 2 is read and pushes 102 down to page 2, so the second pass hands it
+    # over last: oldest first only as far as the back-to-front walk can tell
+    assert [[r.external_id for r in p] for p in pages] == [["101"], ["103", "104"], ["102"]]
     assert [b["page_no"] for b in top.bodies("taobao.trades.sold.increment.get")] == ["1", "2", "1", "2", "1"]
 
 
@@ -312,6 +316,87 @@ async def test_fullinfo_concurrency_is_bounded(top):
     assert sum(len(p) for p in pages) == 20
     assert 1 < top.max_in_flight <= 3
     assert [r.external_id for p in pages for r in p] == [str(1000 + i) for i in range(20)]
+
+
+async def test_each_increment_page_is_handed_over_before_the_next_is_read(top):
+    shop = Shop([trade(100 + i, f"2024-05-01 10:00:0{i}") for i in range(1, 6)])  # 3 pages of 2
+    shop.install(top)
+    conn = make_connector(page_size=2)
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    increment = "taobao.trades.sold.increment.get"
+    seen: list[tuple[list[str], list[str]]] = []  # (tids of the batch, increment pages asked so far)
+    async for batch in conn.pull_orders(since, since + timedelta(hours=12)):
+        seen.append(([r.external_id for r in batch], [b["page_no"] for b in top.bodies(increment)]))
+    assert seen == [
+        (["101"], ["1", "3"]),  # the total, then the last page: handed over before page 2 is asked
+        (["102", "103"], ["1", "3", "2"]),
+        (["104", "105"], ["1", "3", "2", "1"]),
+    ]
+    fullinfo_before_page_2 = top.methods().index("taobao.trades.sold.increment.get", 2)
+    assert top.methods()[:fullinfo_before_page_2].count("taobao.trade.fullinfo.get") == 1
+
+
+async def test_a_trade_that_cannot_be_read_comes_with_its_error(top):
+    shop = Shop([trade(1, "2024-05-01 10:00:01"), trade(2, "2024-05-01 10:00:02"), trade(3, "2024-05-01 10:00:03")])
+    shop.install(top)
+    plain = shop.fullinfo
+
+    def refuse_two(body: dict[str, str]) -> dict[str, Any]:
+        if body["tid"] == "2":
+            return top_error(15, "Remote service error", "isv.invalid-parameter:tid", "该订单数据异常，无法查询")
+        if body["tid"] == "3":
+            return top_error(15, "Remote service error", "isv.trade-not-exist", "交易订单不存在")
+        return plain(body)
+
+    top.handlers["taobao.trade.fullinfo.get"] = refuse_two
+    conn = make_connector(shop="our-shop")
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    (batch,) = [p async for p in conn.pull_orders(since, since + timedelta(hours=12))]
+    assert [(r.external_id, r.error is None) for r in batch] == [("1", True), ("2", False)]  # 3 vanished: skipped
+    failed = batch[1]
+    assert failed.payload == {"tid": 2, "modified": "2024-05-01 10:00:02", "seller_nick": "tongdao旗舰店"}
+    assert failed.modified_at == datetime(2024, 5, 1, 2, 0, 2, tzinfo=UTC)
+    assert failed.error.startswith("taobao.trade.fullinfo.get refused tid 2: ")
+    assert "isv.invalid-parameter:tid" in failed.error and "该订单数据异常" in failed.error
+    assert [b["tid"] for b in top.bodies("taobao.trade.fullinfo.get")].count("2") == 1  # permanent: not retried
+
+
+@pytest.mark.parametrize(("error", "kind"), [
+    (top_error(15, "Remote service error", "isp.remote-service-error"), TransientError),
+    (top_error(7, "App Call Limited", "accesscontrol.limited-by-app-access-count",
+               "This ban will last for 3600 more seconds"), ThrottledError),
+    (top_error(27, "Invalid session", "invalid-sessionkey"), AuthError),
+])
+async def test_fullinfo_errors_that_are_not_about_the_trade_still_raise(top, error, kind):
+    Shop([trade(1, "2024-05-01 10:00:01")]).install(top)
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: error
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    with pytest.raises(kind):
+        _ = [p async for p in make_connector().pull_orders(since, since + timedelta(hours=12))]
+
+
+async def test_list_order_ids_walks_every_page_with_ids_only(top):
+    shop = Shop([trade(100 + i, f"2024-05-01 10:00:0{i}") for i in range(1, 6)]
+                + [trade(200, "2024-05-02 09:00:00")])
+    shop.page_hook = lambda page, part: part + [shop.trades["104"]] if page == 2 else part  # a repeat
+    shop.install(top)
+    conn = make_connector(page_size=2)
+    since = datetime(2024, 5, 1, 0, 0, tzinfo=UTC)
+    listed = await conn.list_order_ids(since, since + timedelta(hours=36))
+    assert [tid for tid, _ in listed] == ["101", "102", "103", "104", "105", "200"]
+    assert listed[0][1] == datetime(2024, 5, 1, 2, 0, 1, tzinfo=UTC)
+    bodies = top.bodies("taobao.trades.sold.increment.get")
+    assert {b["fields"] for b in bodies} == {"tid,modified"}
+    assert [b["page_no"] for b in bodies] == ["1", "3", "2", "1", "1"]  # second window: one page
+    assert "taobao.trade.fullinfo.get" not in top.methods()
+
+
+def test_ingest_defaults_respect_the_one_day_window():
+    defaults = TaobaoConnector.ingest_defaults
+    assert isinstance(defaults, IngestDefaults) and defaults is not OrderSource.ingest_defaults
+    assert defaults.window <= timedelta(days=1) and defaults.chunk <= timedelta(days=1)
+    assert defaults.lag <= timedelta(seconds=5)  # the demo's trades are ~10 s old on the first run
+    assert defaults.overlap > timedelta(0)
 
 
 async def test_naive_datetimes_are_rejected(top):
@@ -437,7 +522,8 @@ def shipment(tracking: str = "SF1234567890") -> Shipment:
 async def test_offline_send_success(top):
     top.handlers["taobao.logistics.offline.send"] = lambda body: {
         "logistics_offline_send_response": {"shipping": {"is_success": True}}}
-    assert await make_connector().push_shipment("3912345678901234567", shipment()) is True
+    result = await make_connector().push_shipment("3912345678901234567", shipment())
+    assert result == WriteBackResult(taken=True)
     (method, _, body), = top.calls
     assert method == "taobao.logistics.offline.send"
     assert body == {"tid": "3912345678901234567", "out_sid": "SF1234567890", "company_code": "SF"}
@@ -447,13 +533,77 @@ B04 = top_error(15, "Remote service error", "isv.logistics-offline-service-error
                 "订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
 
 
-async def test_offline_send_already_shipped_returns_false(top):
+async def test_offline_send_already_shipped_returns_not_taken(top):
     top.handlers["taobao.logistics.offline.send"] = lambda body: B04
     shipped = trade(3912345678901234567, "2024-05-02 09:00:00", status="WAIT_BUYER_CONFIRM_GOODS")
     Shop([shipped]).install(top)
-    assert await make_connector().push_shipment("3912345678901234567", shipment()) is False
+    result = await make_connector().push_shipment("3912345678901234567", shipment())
+    assert result == WriteBackResult(taken=False, tracking_on_platform=[])  # TOP showed no waybill
+    assert not result.conflicts_with("SF1234567890")
     assert top.methods() == ["taobao.logistics.offline.send", "taobao.trade.fullinfo.get"]
-    assert "status" in top.bodies("taobao.trade.fullinfo.get")[0]["fields"].split(",")
+    assert {"status", "orders"} <= set(top.bodies("taobao.trade.fullinfo.get")[0]["fields"].split(","))
+
+
+def two_line_trade(status: str = "WAIT_SELLER_SEND_GOODS", **lines: dict[str, Any]) -> dict[str, Any]:
+    """A trade with oids 11 and 12; ``lines`` overrides fields per oid (``o11={...}``)."""
+    orders = [{"oid": oid, "num": 1, "outer_sku_id": f"SKU-{oid}", "status": status, "refund_status": "NO_REFUND"}
+              | lines.get(f"o{oid}", {}) for oid in (11, 12)]
+    return trade(3912345678901234567, "2024-05-02 09:00:00", status=status, orders={"order": orders})
+
+
+async def test_split_package_sends_is_split_and_sub_tid(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: {
+        "logistics_offline_send_response": {"shipping": {"is_success": True}}}
+    result = await make_connector().push_shipment("3912345678901234567", shipment("ZT1000000001"),
+                                                  line_ids=["11", " 12", "11"])
+    assert result.taken
+    (_, _, body), = top.calls
+    assert body == {"tid": "3912345678901234567", "out_sid": "ZT1000000001", "company_code": "SF",
+                    "is_split": "1", "sub_tid": "11,12"}
+    with pytest.raises(InvalidRequestError, match="oid is a number"):
+        await make_connector().push_shipment("3912345678901234567", shipment(), line_ids=["L-1"])
+    assert len(top.calls) == 1  # refused before any call
+
+
+async def test_split_package_already_sent_reports_the_waybill_of_those_lines(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: B04
+    sent = two_line_trade("SELLER_CONSIGNED_PART",
+                          o11={"status": "WAIT_BUYER_CONFIRM_GOODS", "invoice_no": "ZT1000000001",
+                               "consign_time": "2024-05-02 09:00:00"})
+    Shop([sent]).install(top)
+    conn = make_connector()
+    same = await conn.push_shipment("3912345678901234567", shipment("ZT1000000001"), line_ids=["11"])
+    assert same == WriteBackResult(taken=False, tracking_on_platform=["ZT1000000001"])
+    assert not same.conflicts_with("ZT1000000001")
+    other = await conn.push_shipment("3912345678901234567", shipment("SF9999999999"), line_ids=["11"])
+    assert other.conflicts_with("SF9999999999")  # the caller decides: a person must look
+    body = top.bodies("taobao.logistics.offline.send")[0]
+    assert (body["is_split"], body["sub_tid"]) == ("1", "11")
+
+
+async def test_b04_for_lines_not_consigned_raises(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: B04
+    Shop([two_line_trade("SELLER_CONSIGNED_PART",
+                         o11={"status": "WAIT_BUYER_CONFIRM_GOODS", "invoice_no": "ZT1000000001"},
+                         o12={"status": "TRADE_CLOSED", "refund_status": "SUCCESS"})]).install(top)
+    with pytest.raises(InvalidRequestError, match="SELLER_CONSIGNED_PART, not shipped"):
+        await make_connector().push_shipment("3912345678901234567", shipment(), line_ids=["12"])
+
+
+async def test_whole_order_already_shipped_lists_every_waybill(top):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: B04
+    Shop([two_line_trade("WAIT_BUYER_CONFIRM_GOODS", o11={"invoice_no": "ZT1000000002"},
+                         o12={"invoice_no": "ZT1000000001"})]).install(top)
+    result = await make_connector().push_shipment("3912345678901234567", shipment("ZT1000000001"))
+    assert result == WriteBackResult(taken=False, tracking_on_platform=["ZT1000000001", "ZT1000000002"])
+
+
+@pytest.mark.parametrize("status", ["TRADE_CLOSED_BY_TAOBAO", "WAIT_BUYER_PAY"])
+async def test_b04_on_an_unpaid_or_closed_trade_raises(top, status):
+    top.handlers["taobao.logistics.offline.send"] = lambda body: B04
+    Shop([two_line_trade(status)]).install(top)
+    with pytest.raises(InvalidRequestError, match=status):
+        await make_connector().push_shipment("3912345678901234567", shipment())
 
 
 async def test_offline_send_b04_on_a_closed_trade_raises(top):

@@ -38,7 +38,8 @@ class IngestWorkflow:
             end = min(start + inp.chunk, until)
             counts = await workflow.execute_activity_method(
                 IngestActivities.ingest_window,
-                IngestWindow(connector=inp.connector, stream=inp.stream, since=start, until=end, route=inp.route),
+                IngestWindow(connector=inp.connector, stream=inp.stream, since=start, until=end, route=inp.route,
+                             flow=inp.flow, window=inp.window),
                 start_to_close_timeout=max(timedelta(minutes=30), inp.route.options("ingest").timeout),
                 heartbeat_timeout=timedelta(minutes=2),
                 retry_policy=RetryPolicy(initial_interval=inp.route.options("ingest").initial_interval,

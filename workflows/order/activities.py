@@ -1,38 +1,47 @@
-"""Activities of the order workflow: every side effect on the store and on external systems.
+"""Activities of the order workflow: mapping, the WMS/ERP documents, quarantine, tasks.
 
-Each external call is idempotent (WMS by our hub code as deliveryOrderCode, ERP by our hub code as
-bill number, marketplace write-back by checking the trade's state), so Temporal may retry any of
-them freely. Connector errors are classified once: transient ones are raised for Temporal to retry;
-permanent ones park the order in quarantine with a precise reason and return ``parked``.
+Each external call is idempotent (WMS by the document code, ERP by the bill number, both our hub
+code or an amendment's ``{code}R{n}``), so Temporal may retry any of them freely. Connector errors
+are classified once: transient ones are raised for Temporal to retry (with the platform's
+``next_retry_delay``); permanent ones park the order in quarantine with a precise reason and
+return ``parked``. Shipments and write-back are in :mod:`workflows.order.shipping`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 from typing import Any
 
 import structlog
 from temporalio import activity
 
-from canonical import Order, Shipment, hub_code, validate_order
-from connectors.base import OutboundOrderTarget, SalesDocumentTarget, ShipmentSink
+from canonical import LineRefundStatus, Order, hub_code, revision_code, validate_order
+from connectors.base import OrderSource, OutboundOrderTarget, SalesDocumentTarget
 from connectors.errors import ConfigurationError, ConnectorError
 from connectors.registry import ConnectorPool
 from mappings import DictLookups, load_spec
 from store import Store
 from workflows.models import (
+    OrderFacts,
     OrderInput,
+    OutboundStatus,
+    OutcomeInput,
     ParkInput,
+    PendingEvents,
     PrepareInput,
-    ShipmentInfo,
-    ShipmentStepInput,
     StepInput,
     StepResult,
+    TaskInput,
+    shipment_info,
 )
 from workflows.order.routing import resolve_route
 
 log = structlog.get_logger("tongdao.activities")
+
+PAID_STATUSES = frozenset({"paid", "partially_shipped", "shipped", "completed", "refunding"})
 
 
 class _XrefCache:
@@ -50,13 +59,30 @@ class _XrefCache:
         return DictLookups(self._tables)
 
 
+def order_facts(order: Order) -> OrderFacts:
+    """What the workflow decides on; the fingerprint hashes receiver and lines (no clear text)."""
+    active = [line for line in order.lines if line.refund_status != LineRefundStatus.REFUNDED]
+    qty: dict[str, int] = {}
+    for line in active:
+        qty[line.sku] = qty.get(line.sku, 0) + line.quantity
+    shipped_view = {"receiver": order.receiver.model_dump(mode="json"),
+                    "lines": sorted((line.line_id, line.sku, line.quantity) for line in active)}
+    fingerprint = hashlib.sha256(json.dumps(shipped_view, sort_keys=True).encode()).hexdigest()[:16]
+    return OrderFacts(
+        status=order.status.value, fingerprint=fingerprint, active_qty=qty, line_count=len(order.lines),
+        refunded_lines=[line.line_id for line in order.lines if line.refund_status == LineRefundStatus.REFUNDED],
+        requested_lines=[line.line_id for line in order.lines if line.refund_status == LineRefundStatus.REQUESTED],
+        paid=order.paid_at is not None or order.status.value in PAID_STATUSES,
+    )
+
+
 class OrderActivities:
     def __init__(self, store: Store, pool: ConnectorPool) -> None:
         self.store = store
         self.pool = pool
         self.xref = _XrefCache(store)
 
-    # -- order workflow -------------------------------------------------------------------------
+    # -- mapping ------------------------------------------------------------------------------
     @activity.defn(name="prepare_order")
     async def prepare_order(self, inp: PrepareInput) -> StepResult:
         """Map the raw document with the source's spec, validate, and record the canonical order."""
@@ -104,9 +130,14 @@ class OrderActivities:
             return StepResult(ok=False, parked=True, quarantine_id=qid, reason=f"{stage}: {reason}"[:500],
                               hub_code=code, mapping_hash=spec.content_hash)
         assert canonical is not None
-        self.store.upsert_order(order.key, stage="mapped", canonical=canonical.model_dump(mode="json"), **common)
-        bind.info("order.mapped", mapping_hash=spec.content_hash[:12], skus=canonical.skus)
-        return StepResult(ok=True, skus=canonical.skus, hub_code=code, mapping_hash=spec.content_hash, route=route)
+        facts = order_facts(canonical)
+        self.store.upsert_order(order.key, stage="mapped", status=facts.status,
+                                canonical=canonical.model_dump(mode="json"), **common)
+        if inp.was_parked:
+            self.store.resolve_quarantine(order.key)
+        bind.info("order.mapped", mapping_hash=spec.content_hash[:12], skus=canonical.skus, status=facts.status)
+        return StepResult(ok=True, skus=canonical.skus, hub_code=code, mapping_hash=spec.content_hash, route=route,
+                          facts=facts)
 
     def _load_order(self, inp: OrderInput) -> tuple[Order, str]:
         row = self.store.get_order(inp.key)
@@ -116,22 +147,36 @@ class OrderActivities:
 
     def _target_document(self, order: Order, spec_name: str, keys: dict[str, str],
                          route_context: dict[str, str]) -> Any:
-        """Map the canonical order to a target's document; a mapping error is permanent."""
+        """Map the canonical order to a target's document (refunded lines left out); a mapping
+        error is permanent."""
+        active = [line for line in order.lines if line.refund_status != LineRefundStatus.REFUNDED]
+        shipping = order.model_copy(update={"lines": active or order.lines})
         context = {**keys, "channel": order.channel.value, "shop": order.shop, **route_context}
-        mapped = load_spec(spec_name).apply(order.model_dump(mode="json"), lookups=self.xref.lookups(),
+        mapped = load_spec(spec_name).apply(shipping.model_dump(mode="json"), lookups=self.xref.lookups(),
                                             context=context)
         if not mapped.ok:
             raise ConfigurationError("; ".join(f"{e.target}: {e.message}" for e in mapped.errors))
         return mapped.value
 
+    # -- quarantine ----------------------------------------------------------------------------
     def _park_step(self, order: OrderInput, workflow_id: str, step: str, reason: str) -> int:
-        """Quarantine an order at a target step, keeping the mapping version it was mapped with."""
+        """Quarantine an order at a step, with the version of what failed there: the target's spec
+        for a WMS or ERP step, the source mapping otherwise."""
         row = self.store.get_order(order.key)
+        target_spec = {"wms": order.route.wms_mapping, "erp": order.route.erp_mapping}.get(step.split("_")[0])
+        if target_spec:
+            try:
+                spec = load_spec(target_spec)
+                name, digest = spec.name, spec.content_hash
+            except Exception:  # a spec that does not load is itself the reason
+                name, digest = target_spec, ""
+        else:
+            name, digest = (row.mapping_name, row.mapping_hash) if row else ("", "")
         qid = self.store.park(
             order_key=order.key, workflow_id=workflow_id, connector=order.source,
             raw_id=row.raw_id if row else order.raw_id, stage=step, reason=reason,
             errors=[{"target": step, "source_path": "", "value": None, "message": reason}],
-            mapping_name=row.mapping_name if row else "", mapping_hash=row.mapping_hash if row else "",
+            mapping_name=name, mapping_hash=digest,
         )
         self.store.upsert_order(order.key, stage="quarantined")
         return qid
@@ -144,11 +189,25 @@ class OrderActivities:
                     error=exc.type_name, quarantine_id=qid)
         return StepResult(ok=False, parked=True, quarantine_id=qid, reason=f"{step}: {exc}"[:500])
 
+    @activity.defn(name="park_failed_step")
+    async def park_failed_step(self, inp: ParkInput) -> int:
+        """Record in quarantine a step that exhausted its retries (the workflow waits for a replay)."""
+        return await asyncio.to_thread(self._park_step, inp.order, inp.workflow_id, inp.step, inp.reason)
+
+    @activity.defn(name="resolve_quarantine")
+    async def resolve_quarantine(self, order_key: str) -> None:
+        """The parked order went through after a replay: close its quarantine entry."""
+        await asyncio.to_thread(self.store.resolve_quarantine, order_key)
+
+    # -- the targets --------------------------------------------------------------------------
     @activity.defn(name="create_wms_order")
     async def create_wms_order(self, inp: StepInput) -> StepResult:
         route = inp.order.route
-        order, code = await asyncio.to_thread(self._load_order, inp.order)
+        order, base = await asyncio.to_thread(self._load_order, inp.order)
+        code = revision_code(base, inp.revision)
         try:
+            if not route.wms:
+                raise ConfigurationError("this flow has no WMS target")
             wms = await self.pool.get(route.wms)
             if not isinstance(wms, OutboundOrderTarget):
                 raise ConfigurationError(f"connector {route.wms!r} cannot create outbound orders")
@@ -158,17 +217,19 @@ class OrderActivities:
         except ConnectorError as exc:
             return await self._park_on_permanent("wms", inp, exc)
         await asyncio.to_thread(self.store.upsert_order, inp.order.key, wms_connector=route.wms,
-                                wms_order_id=result.external_id, stage="in_wms")
+                                wms_order_id=result.external_id, stage="in_wms", revision=inp.revision)
         log.info("wms.outbound_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
                  wms_order_id=result.external_id, created=result.created)
-        return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
+        return StepResult(ok=True, hub_code=base, external_id=result.external_id, created=result.created)
 
     @activity.defn(name="create_erp_order")
     async def create_erp_order(self, inp: StepInput) -> StepResult:
         route = inp.order.route
-        assert route.erp
-        order, code = await asyncio.to_thread(self._load_order, inp.order)
+        order, base = await asyncio.to_thread(self._load_order, inp.order)
+        code = revision_code(base, inp.revision)
         try:
+            if not route.erp:
+                raise ConfigurationError("this flow has no ERP target")
             erp = await self.pool.get(route.erp)
             if not isinstance(erp, SalesDocumentTarget):
                 raise ConfigurationError(f"connector {route.erp!r} cannot create sales documents")
@@ -180,50 +241,101 @@ class OrderActivities:
                                 erp_number=result.number or code)
         log.info("erp.sales_order_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
                  erp_id=result.external_id, created=result.created)
-        return StepResult(ok=True, hub_code=code, external_id=result.external_id, created=result.created)
+        return StepResult(ok=True, hub_code=base, external_id=result.external_id, created=result.created)
 
-    @activity.defn(name="park_failed_step")
-    async def park_failed_step(self, inp: ParkInput) -> int:
-        """Record in quarantine a step that exhausted its retries (the workflow waits for a replay)."""
-        return await asyncio.to_thread(self._park_step, inp.order, inp.workflow_id, inp.step, inp.reason)
-
-    @activity.defn(name="resolve_quarantine")
-    async def resolve_quarantine(self, order_key: str) -> None:
-        """The parked order went through after a replay: close its quarantine entry."""
-        await asyncio.to_thread(self.store.resolve_quarantine, order_key)
-
-    @activity.defn(name="poll_shipment")
-    async def poll_shipment(self, inp: StepInput) -> ShipmentInfo | None:
-        wms = await self.pool.get(inp.order.route.wms)
-        assert isinstance(wms, OutboundOrderTarget)
+    @activity.defn(name="cancel_wms_order")
+    async def cancel_wms_order(self, inp: StepInput) -> StepResult:
+        """Cancel (intercept) the WMS outbound order of a revision; ``refused`` when it left."""
+        route = inp.order.route
+        code = revision_code(hub_code(inp.order.key), inp.revision)
         try:
-            shipment = await wms.get_shipment(hub_code(inp.order.key))
-        except NotImplementedError:
-            return None
+            wms = await self.pool.get(route.wms or "")
+            if not isinstance(wms, OutboundOrderTarget):
+                raise ConfigurationError(f"connector {route.wms!r} cannot cancel outbound orders")
+            result = await wms.cancel_outbound_order(code, reason=inp.reason)
         except ConnectorError as exc:
-            raise exc.to_application_error() from exc
-        if shipment is None:
-            return None
-        return ShipmentInfo(carrier_code=shipment.carrier_code, tracking_number=shipment.tracking_number,
-                            shipped_at=shipment.shipped_at, warehouse=shipment.warehouse, source="poll")
+            return await self._park_on_permanent("wms_cancel", inp, exc)
+        log.info("wms.outbound_cancel", workflow_id=inp.workflow_id, order_key=inp.order.key, code=code,
+                 outcome=result.outcome)
+        if result.done:
+            await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="wms_cancelled")
+        return StepResult(ok=True, outcome=result.outcome, reason=result.message[:300])
 
-    @activity.defn(name="write_back_shipment")
-    async def write_back_shipment(self, inp: ShipmentStepInput) -> StepResult:
+    @activity.defn(name="cancel_erp_order")
+    async def cancel_erp_order(self, inp: StepInput) -> StepResult:
+        """Void the ERP sales order of a revision the way the ERP documents it."""
+        route = inp.order.route
+        code = revision_code(hub_code(inp.order.key), inp.revision)
+        try:
+            erp = await self.pool.get(route.erp or "")
+            if not isinstance(erp, SalesDocumentTarget):
+                raise ConfigurationError(f"connector {route.erp!r} cannot cancel sales documents")
+            result = await erp.cancel_sales_document(code, reason=inp.reason)
+        except ConnectorError as exc:
+            return await self._park_on_permanent("erp_cancel", inp, exc)
+        log.info("erp.sales_order_cancel", workflow_id=inp.workflow_id, order_key=inp.order.key, code=code,
+                 outcome=result.outcome)
+        return StepResult(ok=True, outcome=result.outcome, reason=result.message[:300])
+
+    # -- the source ---------------------------------------------------------------------------
+    @activity.defn(name="refresh_order")
+    async def refresh_order(self, inp: StepInput) -> StepResult:
+        """Fetch the order again from its source and store it (a new raw id when it changed)."""
         order = inp.order
-        info = inp.shipment
         try:
             source = await self.pool.get(order.source)
-            if not isinstance(source, ShipmentSink):
-                raise ConfigurationError(f"connector {order.source!r} cannot take shipments")
-            shipment = Shipment(order_key=order.key, warehouse=info.warehouse, carrier_code=info.carrier_code,
-                                tracking_number=info.tracking_number, shipped_at=info.shipped_at)
-            taken = await source.push_shipment(order.external_id, shipment)
+            if not isinstance(source, OrderSource):
+                raise ConfigurationError(f"connector {order.source!r} has no orders stream")
+            record = await source.get_order(order.external_id)
         except ConnectorError as exc:
-            return await self._park_on_permanent("writeback", inp, exc)
-        await asyncio.to_thread(self.store.upsert_order, order.key, stage="completed", carrier_code=info.carrier_code,
-                                tracking_number=info.tracking_number)
-        if inp.was_parked:
-            await asyncio.to_thread(self.store.resolve_quarantine, order.key)
-        log.info("marketplace.tracking_written", workflow_id=inp.workflow_id, order_key=order.key,
-                 carrier=info.carrier_code, already=not taken)
-        return StepResult(ok=True, created=taken)
+            if inp.reason and not exc.retryable:  # it could not be read at ingest either
+                exc.message = f"{exc.message} (at ingest: {inp.reason})"
+            return await self._park_on_permanent("fetch", inp, exc)
+        raw_id = await asyncio.to_thread(self.store.put_raw, order.source, "order", record.external_id,
+                                         record.payload, record.modified_at)
+        return StepResult(ok=True, raw_id=raw_id)
+
+    # -- pushes kept before the order was known -------------------------------------------------
+    @activity.defn(name="take_pending_events")
+    async def take_pending_events(self, order_key: str) -> PendingEvents:
+        def take() -> PendingEvents:
+            row = self.store.get_order(order_key)
+            base = hub_code(order_key)
+            codes = [revision_code(base, r) for r in range(0, (row.revision if row else 0) + 2)]
+            out = PendingEvents()
+            for pending in self.store.take_pending_pushes(codes):
+                event = pending.event
+                if event.get("type") == "shipment":
+                    out.shipments.append(shipment_info(event, source="push"))
+                elif event.get("type") == "outbound_status":
+                    out.statuses.append(OutboundStatus(status=str(event.get("status", "")),
+                                                       raw_status=str(event.get("raw_status", "")),
+                                                       order_code=str(event.get("order_code", ""))))
+            return out
+
+        return await asyncio.to_thread(take)
+
+    # -- people and records ---------------------------------------------------------------------
+    @activity.defn(name="raise_task")
+    async def raise_task(self, inp: TaskInput) -> int:
+        """Open a task in the inbox (idempotent by kind, order and ref)."""
+        task_id, created = await asyncio.to_thread(
+            self.store.raise_task, kind=inp.kind, order_key=inp.order_key, title=inp.title, details=inp.details,
+            ref=inp.ref, workflow_id=inp.workflow_id)
+        if created:
+            log.warning("task.raised", kind=inp.kind, order_key=inp.order_key, task_id=task_id, title=inp.title)
+        return task_id
+
+    @activity.defn(name="record_outcome")
+    async def record_outcome(self, inp: OutcomeInput) -> None:
+        values: dict[str, Any] = {"outcome": inp.outcome}
+        if inp.status:
+            values["status"] = inp.status
+        if inp.stage:
+            values["stage"] = inp.stage
+
+        def record() -> None:
+            if self.store.get_order(inp.key) is not None:  # never mapped: nothing to record on
+                self.store.upsert_order(inp.key, **values)
+
+        await asyncio.to_thread(record)

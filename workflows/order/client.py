@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from store import Store
 from workflows import search
-from workflows.models import ReplayRequest, ShipmentInfo
+from workflows.models import OutboundStatus, ReplayRequest, shipment_info
 from workflows.order.workflow import order_workflow_id
 
 log = structlog.get_logger("tongdao.orders")
@@ -25,15 +25,20 @@ async def deliver_event(client: Client, store: Store, connector: str, event: dic
                         honour_pause: bool = True) -> str:
     """Signal the order workflow a push is about; hold it instead while the order's flow is paused.
 
-    Returns what happened: delivered, held, unknown_order, already_closed or ignored.
+    A validly signed push for an order code the hub does not know yet is kept and handed to the
+    order's workflow when the order appears, never acknowledged and forgotten. Returns what
+    happened: delivered, held, kept_until_known, already_closed or ignored.
     """
-    if event.get("type") != "shipment":
-        log.info("hook.event_ignored", connector=connector, type=event.get("type"))
+    kind = event.get("type")
+    if kind not in ("shipment", "outbound_status"):
+        log.info("hook.event_ignored", connector=connector, type=kind)
         return "ignored"
-    row = await asyncio.to_thread(store.order_by_hub_code, str(event.get("order_code", "")))
+    code = str(event.get("order_code", ""))
+    row = await asyncio.to_thread(store.order_by_hub_code, code)
     if row is None:
-        log.warning("hook.unknown_order", connector=connector, order_code=event.get("order_code"))
-        return "unknown_order"
+        pending = await asyncio.to_thread(store.keep_pending_push, connector, code, event)
+        log.warning("hook.unknown_order_kept", connector=connector, order_code=code, pending_id=pending)
+        return "kept_until_known"
     handle = client.get_workflow_handle(order_workflow_id(row.key))
     if honour_pause:
         try:
@@ -45,11 +50,12 @@ async def deliver_event(client: Client, store: Store, connector: str, event: dic
             await asyncio.to_thread(store.hold_push, flow, connector, event)
             log.info("hook.held", connector=connector, flow=flow, order_key=row.key)
             return "held"
-    data = event["shipment"]
-    info = ShipmentInfo(carrier_code=data["carrier_code"], tracking_number=data["tracking_number"],
-                        shipped_at=data["shipped_at"], warehouse=data.get("warehouse", ""), source="push")
     try:
-        await handle.signal("shipment", info)
+        if kind == "shipment":
+            await handle.signal("shipment", shipment_info(event))
+        else:
+            await handle.signal("outbound_status", OutboundStatus(
+                status=str(event.get("status", "")), raw_status=str(event.get("raw_status", "")), order_code=code))
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             log.info("hook.order_already_closed", connector=connector, order_key=row.key)
