@@ -260,26 +260,48 @@ class OrderWorkflow:
             self._continue_as_new_if_suggested(inp)
 
     async def _write_packages(self, inp: OrderInput) -> Outcome | None:
-        facts = self._st.facts
-        active = facts.active_qty if facts else {}
         final_seen = False
         while self._packages:
-            package = self._packages.pop(0)
+            package = self._packages[0]
             if package.package in self._st.written_packages:
+                self._packages.pop(0)
                 continue
+            facts = self._st.facts
+            active = facts.active_qty if facts else {}
             lines = [(line.sku, line.quantity) for line in package.lines]
             whole = (not self._st.written_packages and package.final
                      and all_shipped(active, add_package({}, lines, active)))
             self._set_stage("writing_back")
-            await self._step(inp, "writeback", lambda parked, p=package, split=not whole: self._guard(
-                inp, "writeback", workflow.execute_activity_method(
-                    ShipmentActivities.write_back_package,
-                    ShipmentStepInput(order=inp, workflow_id=workflow.info().workflow_id, shipment=p,
-                                      was_parked=parked, split=split),
-                    **step_options(inp.route, "writeback"))))
+            result = await self._guard(inp, "writeback", workflow.execute_activity_method(
+                ShipmentActivities.write_back_package,
+                ShipmentStepInput(order=inp, workflow_id=workflow.info().workflow_id, shipment=package,
+                                  was_parked=bool(self._parked_reason), split=not whole),
+                **step_options(inp.route, "writeback")))
+            self._note(result)
+            if not result.ok:
+                # the platform refused the waybill: wait for a replay, or for a new version of the
+                # order that explains it (refunded or closed while the parcel was on its way)
+                await self._wait_for_fix(allow_new_version=True)
+                if self._new_raw:
+                    refreshed = await self._prepare(inp, allow_new_version=True)
+                    if refreshed is not None and after_release(refreshed, self._st.sent_fingerprint) is Next.CANCEL:
+                        await workflow.execute_local_activity_method(
+                            OrderActivities.resolve_quarantine, inp.key, start_to_close_timeout=LOCAL)
+                        self._parked_reason = ""
+                        await self._task(inp, "after_sales", "cancelled on the platform while the parcel was "
+                                         "on its way", ref=f"cancel-r{self._st.revision}", status=refreshed.status,
+                                         tracking=package.tracking_number)
+                        return Outcome.AFTER_SALES
+                continue
+            if self._parked_reason:
+                await workflow.execute_local_activity_method(OrderActivities.resolve_quarantine, inp.key,
+                                                             start_to_close_timeout=LOCAL)
+                self._parked_reason = ""
+            self._packages.pop(0)
             self._st.written_packages.append(package.package)
             self._st.shipped_qty = add_package(self._st.shipped_qty, lines, active)
             final_seen = final_seen or package.final
+        active = self._st.facts.active_qty if self._st.facts else {}
         if final_seen or all_shipped(active, self._st.shipped_qty):
             return Outcome.SPLIT_SHIPMENTS if len(self._st.written_packages) > 1 else Outcome.SHIPPED
         self._set_stage("partially_shipped")
