@@ -163,3 +163,72 @@ async def test_erp_only_and_wms_only_routes(hub: HubRuntime) -> None:
     finally:
         await wms.aclose()
         systems.stop()
+
+
+async def test_a_wms_poll_out_of_retries_parks_the_order_it_does_not_fail(hub: HubRuntime) -> None:
+    """A flow with ``retry: {wms: {max_attempts: 1}}`` and a WMS that answers 503 to every poll."""
+    from datetime import timedelta
+
+    from simulators.faults import FaultConfig
+    from workflows.models import StepOptions
+
+    run = "lc3"
+    systems, route = setup_systems(hub, orders=2, run_id=run, malformed_per_shop=0)
+    tb, wms = systems.taobao, systems.wms
+    shop = SHOP.format(run=run)
+    assert hub.store and hub.client
+    try:
+        route = route.model_copy(update={"shipment_poll": timedelta(seconds=1),
+                                         "policies": {"wms": StepOptions(max_attempts=1)}})
+        tid = tb.make_trade(shop, lines=1)
+        k = order_key("taobao", shop, str(tid))
+        wms.hold(hub_code(k))
+        await asyncio.sleep(1.1)
+        await pull(hub, route, "lc3-1")
+        await wait_for(lambda: wms.status_of(hub_code(k)) is not None)
+        wms.set_faults(FaultConfig(error_5xx_rate=1.0))
+        await wait_for(lambda: any(q.order_key == k and q.stage == "wms_poll"
+                                   for q in hub.store.list_quarantine("open")), timeout=90)
+        handle = hub.client.get_workflow_handle(f"order:{k}")
+        description = await handle.describe()
+        assert description.status is not None and description.status.name == "RUNNING"
+        assert await handle.query("stage") == "quarantined"
+        # the WMS recovers; a replay (CLI/API) polls again, the parcel ships, the order completes
+        wms.set_faults(FaultConfig())
+        entry = next(q for q in hub.store.list_quarantine("open") if q.order_key == k)
+        from workflows.order.client import request_replay
+
+        await request_replay(hub.client, hub.store, entry.id, "test")
+        wms.release(hub_code(k))
+        await wms.ship_now(hub_code(k))
+        await wait_outcome(hub, k, "shipped", timeout=90)
+        assert hub.store.get_quarantine(entry.id).status == "resolved"
+        assert len(tb.writebacks(tid)) == 1
+    finally:
+        wms.set_faults(FaultConfig())
+        await wms.aclose()
+        systems.stop()
+
+
+async def test_a_terminated_order_workflow_is_picked_up_by_the_next_pull(hub: HubRuntime) -> None:
+    run = "lc4"
+    systems, route = setup_systems(hub, orders=2, run_id=run, malformed_per_shop=0)
+    tb, wms = systems.taobao, systems.wms
+    shop = SHOP.format(run=run)
+    assert hub.store and hub.client
+    try:
+        tid = tb.make_trade(shop, status="WAIT_BUYER_PAY", lines=1)
+        k = order_key("taobao", shop, str(tid))
+        await asyncio.sleep(1.1)
+        await pull(hub, route, "lc4-1")
+        await wait_outcome(hub, k, "waiting_payment")
+        await hub.client.get_workflow_handle(f"order:{k}").terminate("an operator's mistake")
+        tb.pay(tid)
+        await asyncio.sleep(1.1)
+        counts = await ingest(hub, CONNECTOR, route, "lc4-2")
+        assert counts.started >= 1  # the terminated order started again, not "already_done"
+        await wait_outcome(hub, k, "shipped", timeout=90)
+        assert len(tb.writebacks(tid)) == 1 and wms.was_shipped(hub_code(k))
+    finally:
+        await wms.aclose()
+        systems.stop()

@@ -308,10 +308,30 @@ class OrderWorkflow:
         return None
 
     async def _poll(self, inp: OrderInput) -> None:
-        polled = await self._guard_value(inp, "wms", workflow.execute_activity_method(
-            ShipmentActivities.poll_outbound,
-            StepInput(order=inp, workflow_id=workflow.info().workflow_id, revision=self._st.revision),
-            **step_options(inp.route, "wms")))
+        """Ask the WMS (the push may have been lost). A poll out of the retries its flow allows
+        parks the order - visible in quarantine, never a failed workflow - until a replay, a push
+        or a new version of the order wakes it."""
+        try:
+            polled = await workflow.execute_activity_method(
+                ShipmentActivities.poll_outbound,
+                StepInput(order=inp, workflow_id=workflow.info().workflow_id, revision=self._st.revision),
+                **step_options(inp.route, "wms"))
+        except ActivityError as exc:
+            reason = f"wms_poll: gave up after retries: {exc.cause or exc}"[:500]
+            await self._park(inp, "wms_poll", reason)
+            self._parked_reason = reason
+            self._set_stage("quarantined")
+            await workflow.wait_condition(lambda: self._replay or self._new_raw or bool(self._packages)
+                                          or self._wms_status is not None)
+            self._set_stage("replaying")
+            if self._replay and not self._new_raw:
+                self._replay = False
+                await self._poll(inp)
+            return
+        if self._parked_reason.startswith("wms_poll"):
+            await workflow.execute_local_activity_method(OrderActivities.resolve_quarantine, inp.key,
+                                                         start_to_close_timeout=LOCAL)
+            self._parked_reason = ""
         if polled is None:
             return
         for package in polled.packages:
@@ -416,13 +436,6 @@ class OrderWorkflow:
             reason = f"{step}: gave up after retries: {exc.cause or exc}"[:500]
             await self._park(inp, step, reason)
             return StepResult(ok=False, parked=True, reason=reason)
-
-    async def _guard_value(self, inp: OrderInput, step: str, call: Awaitable[Any]) -> Any:
-        """Like ``_guard`` for a step whose failure can wait for the next tick (polling)."""
-        try:
-            return await call
-        except ActivityError:
-            return None
 
     async def _park(self, inp: OrderInput, step: str, reason: str) -> None:
         try:
