@@ -8,7 +8,7 @@ platform's own format.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -51,6 +51,25 @@ def create_app(rt: HubRuntime) -> FastAPI:
         assert rt.store
         rows = await asyncio.to_thread(rt.store.list_quarantine, status or None)
         return [quarantine_view(r) for r in rows]
+
+    @app.get("/tasks")
+    async def tasks(status: str = "open", kind: str | None = None, role: str | None = None,
+                    older_than_s: float | None = None) -> list[dict[str, Any]]:
+        """The task inbox: pending human steps (after-sales cases, tracking conflicts...)."""
+        assert rt.store
+        if status not in ("open", "done", "all"):
+            raise HTTPException(422, "status must be open, done or all")
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s) if older_than_s else None
+        rows = await asyncio.to_thread(rt.store.list_tasks, None if status == "all" else status, kind, role, cutoff)
+        return [task_view(r) for r in rows]
+
+    @app.post("/tasks/{task_id}/close")
+    async def close_task(task_id: int) -> dict[str, Any]:
+        assert rt.store
+        row = await asyncio.to_thread(rt.store.close_task, task_id, "api")
+        if row is None:
+            raise HTTPException(404, f"no task {task_id}")
+        return task_view(row)
 
     @app.post("/quarantine/{qid}/replay")
     async def replay(qid: int) -> dict[str, Any]:
@@ -162,3 +181,10 @@ def quarantine_view(r: Any) -> dict[str, Any]:
             "mapping": r.mapping_name, "mapping_hash": r.mapping_hash, "status": r.status,
             "replay_count": r.replay_count, "workflow_id": r.workflow_id,
             "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat()}
+
+
+def task_view(r: Any) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "order_key": r.order_key, "title": r.title, "details": r.details,
+            "role": r.role, "status": r.status, "workflow_id": r.workflow_id, "ref": r.ref,
+            "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
+            "closed_by": r.closed_by}

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,11 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(xref_app, name="xref")
 app.add_typer(schema_app, name="schema")
 app.add_typer(flows_app, name="flows")
+orders_app = typer.Typer(help="Orders across the hub and its sources.", no_args_is_help=True)
+app.add_typer(orders_app, name="orders")
+tasks_app = typer.Typer(help="The task inbox: human steps (after-sales cases, conflicts, approvals).",
+                        no_args_is_help=True)
+app.add_typer(tasks_app, name="tasks")
 
 console = Console(stderr=True)
 out = Console()
@@ -323,28 +329,94 @@ def mappings_preview(
 
 
 # -- quarantine ----------------------------------------------------------------------------------
+class QuarantineStatus(StrEnum):
+    open = "open"
+    replaying = "replaying"
+    resolved = "resolved"
+    all = "all"
+
+
+class TaskStatus(StrEnum):
+    open = "open"
+    done = "done"
+    all = "all"
+
+
 @quarantine_app.command("list")
 def quarantine_list(
-    status: str = typer.Option("open", "--status", help="open | replaying | resolved | all"),
+    status: QuarantineStatus = typer.Option(QuarantineStatus.open, "--status"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List parked orders with their precise reason.
+    """List parked orders with their precise reason (the mapping/spec version is in --json).
 
     Example: `tongdao quarantine list --json`
     """
     from hub.api import quarantine_view
 
-    rows = _store().list_quarantine(None if status == "all" else status)
+    rows = _store().list_quarantine(None if status == "all" else status.value)
     data = [quarantine_view(r) for r in rows]
     if as_json:
         print(json.dumps(data, ensure_ascii=False))
         return
-    table = Table("id", "order", "stage", "reason", "mapping", "status", "replays")
+    # fits 80 columns: the order is shown by its external id, the reason wraps
+    table = Table("id", "order", "stage", "status", "reason", show_lines=True)
     for d in data:
-        table.add_row(str(d["id"]), d["order_key"], d["stage"], d["reason"][:80],
-                      f"{d['mapping']}@{d['mapping_hash'][:8]}", d["status"], str(d["replay_count"]))
+        table.add_row(str(d["id"]), d["order_key"].rsplit(":", 1)[-1], d["stage"],
+                      f"{d['status']}" + (f" x{d['replay_count']}" if d["replay_count"] else ""),
+                      d["reason"][:160])
     out.print(table)
     console.print(f"{len(data)} entries")
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+@tasks_app.command("list")
+def tasks_list(
+    kind: str | None = typer.Option(None, "--kind", help="after_sales, tracking_conflict, erp_cancel_refused..."),
+    role: str | None = typer.Option(None, "--role", help="operator, finance..."),
+    older_than: str | None = typer.Option(None, "--older-than", help="age, e.g. 30m, 2h, 1d"),
+    status: TaskStatus = typer.Option(TaskStatus.open, "--status"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List pending human steps: what happened to which order, and what a person must decide.
+
+    Example: `tongdao tasks list --kind after_sales --older-than 2h --json`
+    """
+    cutoff = None
+    if older_than:
+        try:
+            from flows.model import parse_duration
+
+            cutoff = datetime.now(UTC) - parse_duration(older_than)
+        except (ValueError, TypeError) as exc:
+            raise _fail(f"--older-than: {exc}") from None
+    from hub.api import task_view
+
+    rows = _store().list_tasks(None if status == "all" else status.value, kind=kind, role=role, older_than=cutoff)
+    data = [task_view(r) for r in rows]
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    table = Table("id", "kind", "order", "title", "age", show_lines=True)
+    now = datetime.now(UTC)
+    for d in data:
+        age = now - datetime.fromisoformat(d["created_at"])
+        table.add_row(str(d["id"]), d["kind"], d["order_key"].rsplit(":", 1)[-1], d["title"],
+                      f"{int(age.total_seconds() // 3600)}h{int(age.total_seconds() % 3600 // 60):02d}m")
+    out.print(table)
+    console.print(f"{len(data)} tasks")
+
+
+@tasks_app.command("close")
+def tasks_close(task_id: int = typer.Argument(..., metavar="ID")) -> None:
+    """Mark a task done once a person has handled it (recorded with who did it).
+
+    Example: `tongdao tasks close 7`
+    """
+    s = _settings()
+    row = _store(s).close_task(task_id, _actor(s))
+    if row is None:
+        raise _fail(f"no task {task_id} (tongdao tasks list)")
+    console.print(f"task {task_id} done")
 
 
 @quarantine_app.command("replay")
@@ -575,6 +647,42 @@ def flows_status(name: str = typer.Argument(None), as_json: bool = typer.Option(
                           str(src.get("failures_last_hour", "-")), str(src.get("quarantined", "-")),
                           str(f["held_pushes"]))
     out.print(table)
+
+
+
+# -- orders reconcile ----------------------------------------------------------------------------
+@orders_app.command("reconcile")
+def orders_reconcile(
+    flow: str = typer.Argument(..., metavar="FLOW", help="the flow whose sources are compared"),
+    since: str = typer.Option(..., "--since", help="ISO 8601 with zone: start of the window (modification time)"),
+    until: str = typer.Option(None, "--until", help="ISO 8601 with zone; default now"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON line"),
+    fix: bool = typer.Option(False, "--fix", help="re-ingest the missing orders (a backfill of the window) and "
+                                                  "wait for it"),
+) -> None:
+    """Compare what each source of FLOW lists in a window with what the hub holds; report the missing.
+
+    An order is missing when the hub store does not know it, or when its workflow failed, was
+    terminated or timed out. `--fix` re-reads the window as a backfill: known orders are no-ops,
+    missing ones are handed over again (failed workflows start anew). Exits 1 while orders are missing.
+
+    Example: `tongdao orders reconcile tmall-to-wms-erp --since 2026-11-11T00:00:00+08:00 --json --fix`
+    """
+    start = _parse_time(since, "--since")
+    end = _parse_time(until, "--until") if until else datetime.now(UTC)
+    if end <= start:
+        raise _fail("--until must be after --since")
+    result = _run_flow_op(True, "reconcile_orders", flow, start, end, fix, as_json=as_json)
+    if not as_json:
+        table = Table("source", "listed", "in hub", "missing", "fixed", "missing ids (first 20)")
+        for src in result["sources"]:
+            table.add_row(src["connector"], str(src["listed"]), str(src["in_hub"]), str(len(src["missing"])),
+                          str(src["fixed"]) if fix else "-", " ".join(src["missing"][:20]))
+        out.print(table)
+        console.print(f"{flow}: {result['missing_total']} missing between {result['since']} and {result['until']}"
+                      + (f", {result['fixed_total']} fixed" if fix else ""))
+    still = result["missing_total"] - (result["fixed_total"] if fix else 0)
+    raise typer.Exit(1 if still > 0 else 0)
 
 
 def main() -> None:

@@ -4,6 +4,13 @@ With nothing set, everything runs on one machine under the state directory (``./
 ``$TONGDAO_HOME``): the Temporal dev server with SQLite persistence and the hub store in SQLite.
 Setting ``TONGDAO_TEMPORAL_ADDRESS`` and ``TONGDAO_DATABASE_URL`` points the same code at a
 Temporal cluster and PostgreSQL.
+
+One state directory is one hub with its own engine: the embedded Temporal server records itself in
+``$TONGDAO_HOME/temporal.json`` and a second hub (another ``TONGDAO_HOME``) finding the port held
+by it is refused instead of silently joining it (see ``worker/embedded.py``); give it its own
+``TONGDAO_TEMPORAL_PORT``/``TONGDAO_TEMPORAL_UI_PORT``. Hubs that share one Temporal on purpose
+(a cluster, or ``TONGDAO_TEMPORAL_ADDRESS`` at another hub's server) must differ in
+``TONGDAO_TASK_QUEUE`` (or ``TONGDAO_TEMPORAL_NAMESPACE``), or their workers take each other's work.
 """
 
 from __future__ import annotations
@@ -21,14 +28,16 @@ class Settings(BaseSettings):
 
     home: Path = Field(Path("var"), description="state directory for the embedded runtime")
     temporal_address: str | None = Field(None, description="host:port of an external Temporal; unset = embedded")
-    temporal_namespace: str = "default"
-    temporal_port: int = 7233
-    temporal_ui_port: int = 8233
+    temporal_namespace: str = Field("default", description="Temporal namespace (TONGDAO_TEMPORAL_NAMESPACE); "
+                                    "the embedded server creates it")
+    temporal_port: int = Field(7233, description="embedded server's frontend port; one per state directory")
+    temporal_ui_port: int = Field(8233, description="embedded server's Web UI port")
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset = SQLite under home")
     api_host: str = "127.0.0.1"
     api_port: int = 8700
     api_base_url: str | None = Field(None, description="public base URL of the API, for callback URLs")
-    task_queue: str = "tongdao"
+    task_queue: str = Field("tongdao", description="the worker's task queue (TONGDAO_TASK_QUEUE); hubs sharing "
+                            "one Temporal namespace need different ones")
     secret_key: SecretStr | None = Field(None, description="Fernet key for connector secrets")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
