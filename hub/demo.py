@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 from connectors.registry import Registration, register
 from flows.model import Flow, load_flow
 from flows.runtime import FlowOps
+from hub.demo_life import LifeStories
 from hub.logging import configure
 from hub.runtime import HubRuntime
 from hub.settings import Settings
@@ -50,19 +51,26 @@ def demo_flow() -> Flow:
     return load_flow(DEMO_FLOW)
 
 
-async def _park_demo_flow(rt: HubRuntime, name: str) -> None:
+async def _park_demo_flow(rt: HubRuntime, name: str, run_id: str = "") -> None:
     """Pause the demo flow and stop its in-flight runs: the simulators go away with us.
 
-    The flow stays registered (paused), so `tongdao flows status` shows what ran.
+    The flow stays registered (paused), so `tongdao flows status` shows what ran. Orders of this
+    run still waiting (for a payment that will never come) are terminated with a reason; their
+    histories stay readable.
     """
     assert rt.client and rt.store
     with contextlib.suppress(Exception):
         await FlowOps(rt.client, rt.store, rt.settings.task_queue, "demo").pause(name)
-    query = f'FlowName = "{name}" AND WorkflowType = "OrderIngest" AND ExecutionStatus = "Running"'
-    with contextlib.suppress(RPCError):
-        async for wf in rt.client.list_workflows(query):
-            with contextlib.suppress(RPCError):
-                await rt.client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("demo finished")
+    queries = [f'FlowName = "{name}" AND WorkflowType = "OrderIngest" AND ExecutionStatus = "Running"']
+    if run_id:
+        queries.append(f'FlowName = "{name}" AND WorkflowType = "OrderLifecycle" AND ExecutionStatus = "Running"')
+    for query in queries:
+        with contextlib.suppress(RPCError):
+            async for wf in rt.client.list_workflows(query):
+                if "OrderLifecycle" in query and f"-{run_id}:" not in wf.id:
+                    continue
+                with contextlib.suppress(RPCError):
+                    await rt.client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate("demo finished")
 
 
 class DemoSystems:
@@ -87,6 +95,13 @@ class DemoSystems:
                                     materials=[c["sku"] for c in CATALOG], customers=[CUSTOMER], seed=seed)
         self.servers = [BackgroundServer(self.taobao.app), BackgroundServer(self.wms.app),
                         BackgroundServer(self.erp.app)]
+        self.stories: LifeStories | None = None
+
+    def add_life_stories(self, per_story: int = 1) -> LifeStories:
+        """Orders with a life beyond paid-and-shipped (see :mod:`hub.demo_life`)."""
+        self.stories = LifeStories(self, per_story=per_story)
+        self.stories.create()
+        return self.stories
 
     def inject_chaos(self, seed: int) -> None:
         """Faults on every simulated system: 5xx, throttling with Retry-After, latency, duplicates
@@ -129,21 +144,29 @@ class DemoSystems:
                 "erp": dict(self.erp.state()["faults_injected"])}
 
     def figures(self) -> dict[str, int]:
+        """The plain paid orders' figures, from the simulators (the life stories are counted apart)."""
         tb, wms, erp = self.taobao.state(), self.wms.state(), self.erp.state()
+        story_orders = story_wms = story_erp = story_shipped = 0
+        if self.stories is not None:
+            story_orders = len(self.stories.all_tids())
+            story_wms = self.stories.story_codes_in(wms["orders"])
+            story_erp = self.stories.story_codes_in(erp["bills"])
+            story_shipped = sum(1 for t in self.stories.all_tids()
+                                if self.taobao.status(t) == "WAIT_BUYER_CONFIRM_GOODS" and self.taobao.writebacks(t))
         return {
-            "orders_created": int(tb["orders_created"]),
+            "orders_created": int(tb["orders_created"]) - story_orders,
             "orders_malformed": int(tb["orders_malformed"]),
-            "wms_outbound_orders": int(wms["outbound_orders"]),
+            "wms_outbound_orders": int(wms["outbound_orders"]) - story_wms,
             "wms_duplicates": int(wms["duplicates"]),
-            "erp_sales_orders": int(erp["sales_orders"]),
+            "erp_sales_orders": int(erp["sales_orders"]) - story_erp,
             "erp_duplicates": int(erp["duplicates"]),
-            "tracking_written_back": int(tb["shipped_count"]),
+            "tracking_written_back": int(tb["shipped_count"]) - story_shipped,
             "tracking_repeat_attempts": int(tb.get("shipment_repeat_attempts", 0)),
         }
 
 
 async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = None, timeout_s: float = 600,
-                   show_progress: bool = True, chaos: bool = False) -> dict[str, Any]:
+                   show_progress: bool = True, chaos: bool = False, life: bool = True) -> dict[str, Any]:
     configure(settings.log_format, "WARNING")
     console = Console(stderr=True)
     run_id = f"{int(time.time()) % 1_000_000:06d}"
@@ -152,6 +175,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         settings = settings.model_copy(update={"api_port": free_port()})  # `tongdao up` holds the default
     started = time.monotonic()
     systems = DemoSystems(orders, seed, run_id, settings.callback_url("demo-wms"))
+    stories = systems.add_life_stories() if life else None
+    stories_at = time.monotonic()
     if chaos:
         systems.inject_chaos(seed)
     rt = HubRuntime(settings)
@@ -170,9 +195,14 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         rt.store.set_flow_paused(flow.name, False, "demo")  # a previous demo left it paused
         ops = FlowOps(rt.client, rt.store, settings.task_queue, "demo")
         await ops.add(flow)
+        # the stories' trades are new: the first pull must see them past the ingest lag (5 s)
+        await asyncio.sleep(max(0.0, 6.0 - (time.monotonic() - stories_at)))
         await ops.run_now(flow.name)
         flow_name = flow.name
+        deadline = time.monotonic() + timeout_s
         good = await _wait_until_done(systems, rt, run_id, timeout_s, show_progress, console)
+        if stories is not None:
+            await _live_the_stories(stories, ops, flow.name, deadline, console)
         await asyncio.sleep(1.0)  # let late duplicates (if any) land before counting
         figures = systems.figures()
         quarantined = len([q for q in rt.store.list_quarantine("open") if f"-{run_id}:" in q.order_key])
@@ -187,27 +217,55 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             "chaos": chaos,
             "faults_injected": systems.faults_injected(),
         }
+        violations: list[str] = []
+        if stories is not None:
+            summary.update(stories.figures())
+            violations = stories.violations()
+            summary["lifecycle_violations"] = violations
+            summary["after_sales_tasks"] = len([t for t in rt.store.list_tasks() if f"-{run_id}:" in t.order_key
+                                                and t.kind == "after_sales"])
         summary["ok"] = (
             figures["wms_outbound_orders"] == good and figures["erp_sales_orders"] == good
             and figures["tracking_written_back"] == good and figures["wms_duplicates"] == 0
             and figures["erp_duplicates"] == 0 and quarantined == figures["orders_malformed"]
+            and not violations and (stories is None or (stories.settled()
+                                                         and summary["after_sales_tasks"] == summary["after_sales"]))
         )
         _print_summary(console, summary, systems, settings)
         return summary
     finally:
         if rt.client is not None and rt.store is not None and flow_name:
-            await _park_demo_flow(rt, flow_name)
+            await _park_demo_flow(rt, flow_name, run_id)
         await rt.stop()
         with contextlib.suppress(Exception):
             await systems.wms.aclose()
         systems.stop()
 
 
+async def _live_the_stories(stories: LifeStories, ops: FlowOps, flow: str, deadline: float,
+                            console: Console) -> None:
+    """Once the hub released the held stories, the platform side happens; pull until they settle."""
+    while time.monotonic() < deadline:
+        if stories.released():
+            break
+        await asyncio.sleep(0.3)
+    console.print("order life: payments, closures, refunds, an address change and a late cancellation happen...")
+    await stories.happen()
+    await asyncio.sleep(6.0)  # past the ingest lag
+    last_pull = 0.0
+    while not stories.settled() and time.monotonic() < deadline:
+        if time.monotonic() - last_pull > 10:
+            with contextlib.suppress(Exception):
+                await ops.run_now(flow)
+            last_pull = time.monotonic()
+        await asyncio.sleep(0.3)
+
+
 async def _wait_until_done(systems: DemoSystems, rt: HubRuntime, run_id: str, timeout_s: float,
                            show_progress: bool, console: Console) -> int:
     assert rt.store
-    created = systems.taobao.state()["orders_created"]
-    good = created - systems.taobao.state()["orders_malformed"]
+    created = systems.figures()["orders_created"]
+    good = created - systems.figures()["orders_malformed"]
     columns = (TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     deadline = time.monotonic() + timeout_s
     with Progress(*columns, console=console, disable=not show_progress, transient=False) as progress:
@@ -241,6 +299,15 @@ def _print_summary(console: Console, s: dict[str, Any], systems: DemoSystems, se
         f"{s['tracking_written_back']} tracking numbers written back; {s['quarantined']} quarantined; "
         f"{s['elapsed_s']} s."
     )
+    if "lifecycle_orders" in s:
+        console.print(
+            f"order life ({s['lifecycle_orders']} orders): {s['released']} released, {s['waiting_payment']} waiting "
+            f"for payment, {s['closed_unpaid']} closed unpaid (never sent), {s['cancelled_before_shipment']} "
+            f"cancelled before shipment (WMS and ERP cancelled), {s['amended']} amended, {s['after_sales']} "
+            f"after-sales (cancelled too late: see `tongdao tasks list`), {s['split_shipments']} shipped in "
+            f"several packages" + (f"; [red]{len(s['lifecycle_violations'])} violations[/red]"
+                                   if s["lifecycle_violations"] else "")
+        )
     tid = next(iter(systems.taobao.state().get("shipments", {}) or {"<tid>": None}))
     console.print(
         "Histories are kept. Inspect them with `tongdao up` running (or the Web UI at "

@@ -763,10 +763,15 @@ class QimenWmsSimulator:
         order.delivery_order_id = f"QM{self.seed:03d}{next(self._order_seq):09d}"
         order.create_time = format_qimen_time(qimen_now())
         identities = order.line_identities()
-        if any(self._line_owner.get(identity) not in (None, order.delivery_order_code) for identity in identities):
+        # the same source lines under another live code would ship twice; a cancelled code's lines
+        # are free again (an amended order is re-sent under a new code)
+        cancelled = {code for (_, code), o in self.orders.items() if o.status in (STATUS_CANCELED, STATUS_CLOSED)}
+        owners = {self._line_owner.get(identity) for identity in identities}
+        if any(owner not in (None, order.delivery_order_code) and owner not in cancelled for owner in owners):
             self.counters["duplicates"] += 1
         for identity in identities:
-            self._line_owner.setdefault(identity, order.delivery_order_code)
+            if self._line_owner.get(identity) in (None, *cancelled):
+                self._line_owner[identity] = order.delivery_order_code
         order.plan = self._plan(order)
         self.orders[(order.owner_code, order.delivery_order_code)] = order
         if self.ship_delay_s > 0:
