@@ -20,7 +20,14 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def test_histories_are_recorded() -> None:
-    assert {p.stem for p in HISTORIES} >= {"order_sync_completed", "order_sync_replayed", "order_ingest"}
+    assert {p.stem for p in HISTORIES} >= {
+        # version 1 (OrderSync), recorded before OrderLifecycle existed: runs in flight must finish
+        "order_sync_completed", "order_sync_replayed", "order_ingest",
+        # OrderLifecycle: every path, a parked-then-replayed order, polling, continue-as-new
+        "order_lifecycle_completed", "order_lifecycle_replayed", "order_lifecycle_paid_later",
+        "order_lifecycle_closed_unpaid", "order_lifecycle_cancelled", "order_lifecycle_amended",
+        "order_lifecycle_split", "order_lifecycle_after_sales", "order_lifecycle_poll_parked",
+        "order_lifecycle_continued", "order_lifecycle_continued_first_run", "order_ingest_v2"}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -52,6 +52,7 @@ class Route(BaseModel):
     payment_recheck: timedelta = Field(timedelta(hours=24), description="while unpaid, re-read the order this often "
                                        "(a platform closes unpaid orders itself, e.g. Taobao after 72 h)")
     watch_for: timedelta = Field(timedelta(days=30), description="ERP-only orders: how long changes are followed")
+    history_limit: int = Field(10_000, ge=20, description="continue-as-new past this many history events")
 
     def options(self, step: str) -> StepOptions:
         return self.policies.get(step) or StepOptions()

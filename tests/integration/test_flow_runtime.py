@@ -52,7 +52,7 @@ async def test_flow_runs_pauses_keeps_pushes_resumes_and_backfills(hub: HubRunti
         await wait_for(lambda: systems.figures()["wms_outbound_orders"] == good)
         await wait_for(lambda: systems.figures()["erp_sales_orders"] == good)
         count = await hub.client.count_workflows(f'FlowName = "shop-a-flow" AND FlowVersion = "{version}" '
-                                                 'AND WorkflowType = "OrderSync"')
+                                                 'AND WorkflowType = "OrderLifecycle"')
         assert count.count == good
 
         # pause: the WMS ships now, its confirmations are kept; new orders are not pulled
@@ -174,3 +174,141 @@ async def test_flows_http_api(hub: HubRuntime) -> None:
     finally:
         await systems.wms.aclose()
         systems.stop()
+
+
+async def test_removed_sources_lose_their_schedule_and_flows_keep_separate_cursors(hub: HubRuntime) -> None:
+    from flows.runtime import flow_schedule_ids
+
+    assert hub.store and hub.client
+    systems = DemoSystems(4, seed=25, run_id="f5", callback_url=hub.settings.callback_url("demo-wms"),
+                          malformed_per_shop=0, ship_delay_s=0)
+    systems.start()
+    try:
+        for reg in systems.registrations("f5"):
+            register(hub.store, reg, "test")
+        hub.store.set_xref("sku", {str(c["sku_id"]): c["sku"] for c in CATALOG})
+        ops = FlowOps(hub.client, hub.store, hub.settings.task_queue, "tester")
+        both = demo_flow("both-shops") | {"schedule": {"webhooks": True},  # runs only when triggered
+                                          "sources": [{"connector": "demo-taobao-a"}, {"connector": "demo-taobao-b"}]}
+        added = await ops.add(parse_flow(both))
+        assert sorted(added["schedules"]) == ["flow:both-shops:demo-taobao-a:orders",
+                                              "flow:both-shops:demo-taobao-b:orders"]
+        hub.store.set_cursor("demo-taobao-b", "orders", datetime.now(UTC), flow="both-shops")
+
+        # the flow without shop b: b's schedule is deleted, and b's cursor for this flow dropped
+        await ops.add(parse_flow(both | {"sources": [{"connector": "demo-taobao-a"}]}))
+        await wait_for_async(lambda: flow_schedule_ids(hub.client, "both-shops"),
+                             ["flow:both-shops:demo-taobao-a:orders"])
+        assert hub.store.get_cursor("demo-taobao-b", "orders", "both-shops") is None
+
+        # a second flow on shop a keeps its own cursor
+        await ops.add(parse_flow(demo_flow("shop-a-again") | {"schedule": {"webhooks": True}}))
+        await ops.run_now("both-shops")
+        await wait_for(lambda: hub.store.get_cursor("demo-taobao-a", "orders", "both-shops") is not None)
+        assert hub.store.get_cursor("demo-taobao-a", "orders", "shop-a-again") is None
+        statuses = {s["flow"]: s["sources"][0]["cursor"] for s in await ops.status()}
+        assert statuses["both-shops"] is not None and statuses["shop-a-again"] is None
+        await ops.run_now("shop-a-again")
+        await wait_for(lambda: hub.store.get_cursor("demo-taobao-a", "orders", "shop-a-again") is not None)
+
+        # removing a flow deletes every schedule it has and its cursors
+        await ops.remove("both-shops")
+        assert hub.store.get_cursor("demo-taobao-a", "orders", "both-shops") is None
+        assert hub.store.get_cursor("demo-taobao-a", "orders", "shop-a-again") is not None
+        await wait_for_async(lambda: flow_schedule_ids(hub.client, "both-shops"), [])
+        await ops.remove("shop-a-again")
+
+        # a flow removed from the store while the hub was down loses its schedules at the next start,
+        # unless they start work on another hub's task queue (hubs may share a namespace)
+        other = FlowOps(hub.client, hub.store, "another-hub", "tester")
+        await ops.add(parse_flow(demo_flow("orphan") | {"schedule": {"webhooks": True}}))
+        await other.add(parse_flow(demo_flow("foreign") | {"schedule": {"webhooks": True}}))
+        hub.store.remove_flow("orphan")
+        hub.store.remove_flow("foreign")
+        await wait_for_async(lambda: flow_schedule_ids(hub.client, "foreign"), ["flow:foreign:demo-taobao-a:orders"])
+        await wait_for_async(lambda: flow_schedule_ids(hub.client, "orphan"), ["flow:orphan:demo-taobao-a:orders"])
+        await ops.reconcile()
+        await wait_for_async(lambda: flow_schedule_ids(hub.client, "orphan"), [])
+        assert await flow_schedule_ids(hub.client, "foreign") == ["flow:foreign:demo-taobao-a:orders"]
+        await hub.client.get_schedule_handle("flow:foreign:demo-taobao-a:orders").delete()
+    finally:
+        await systems.wms.aclose()
+        systems.stop()
+
+
+async def wait_for_async(get, expected, timeout: float = 30.0) -> None:  # noqa: ANN001
+    """Schedule listings are eventually consistent (visibility): poll until they show ``expected``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await get()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"{value} != {expected}"
+        await asyncio.sleep(0.3)
+
+
+async def test_reconcile_orders_finds_missing_and_terminated_orders_and_fixes_them(hub: HubRuntime) -> None:
+    assert hub.store and hub.client
+    systems = DemoSystems(6, seed=26, run_id="f6", callback_url=hub.settings.callback_url("demo-wms"),
+                          malformed_per_shop=0, ship_delay_s=0)
+    systems.start()
+    try:
+        for reg in systems.registrations("f6"):
+            register(hub.store, reg, "test")
+        hub.store.set_xref("sku", {str(c["sku_id"]): c["sku"] for c in CATALOG})
+        ops = FlowOps(hub.client, hub.store, hub.settings.task_queue, "tester")
+        await ops.add(parse_flow(demo_flow("recon") | {"schedule": {"webhooks": True}}))
+        await ops.run_now("recon")
+        good = systems.taobao.state()["orders_by_shop"]["demo-a-f6"]
+        await wait_for(lambda: systems.figures()["wms_outbound_orders"] == good)
+        since, until = datetime.now(UTC) - timedelta(days=30), datetime.now(UTC) + timedelta(minutes=1)
+
+        clean = await ops.reconcile_orders("recon", since, until)
+        assert clean["missing_total"] == 0 and clean["sources"][0]["listed"] == good
+        assert clean["sources"][0]["in_hub"] == good and set(clean) >= {"flow", "since", "until", "sources"}
+
+        # an order whose workflow was terminated, and new orders nobody pulled, are missing
+        row = next(r for r in (hub.store.get_order(k) for k in _keys(hub, "demo-taobao-a")) if r)
+        await hub.client.get_workflow_handle(f"order:{row.key}").terminate("test")
+        new = systems.taobao.add_orders("demo-a-f6", 2)
+        report = await ops.reconcile_orders("recon", since, until)
+        missing = set(report["sources"][0]["missing"])
+        assert missing == {row.external_id, *map(str, new)} and report["missing_total"] == 3
+        assert report["sources"][0]["listed"] == good + 2 and report["sources"][0]["in_hub"] == good - 1
+        code, cli = await _tongdao(hub, "orders", "reconcile", "recon", "--since", since.isoformat(),
+                                   "--until", until.isoformat(), "--json")
+        assert code == 1 and cli["missing_total"] == 3 and set(cli["sources"][0]["missing"]) == missing
+        assert set(cli["sources"][0]) >= {"connector", "listed", "in_hub", "missing", "fixed"}
+
+        fixed = await ops.reconcile_orders("recon", since, until, fix=True, wait_s=120)
+        assert fixed["sources"][0]["fixed"] == 3 and fixed["sources"][0]["workflow"].startswith("reconcile:recon:")
+        assert (await ops.reconcile_orders("recon", since, until))["missing_total"] == 0
+        await wait_for(lambda: systems.figures()["wms_outbound_orders"] == good + 2)
+    finally:
+        await systems.wms.aclose()
+        systems.stop()
+
+
+async def _tongdao(hub: HubRuntime, *args: str) -> tuple[int, dict]:
+    """Run the CLI against this hub (its state directory, Temporal and task queue); parse --json."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    s = hub.settings
+    env = {**os.environ, "TONGDAO_HOME": str(s.home), "TONGDAO_TEMPORAL_ADDRESS": s.temporal_target,
+           "TONGDAO_TASK_QUEUE": s.task_queue}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tongdao"), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert out.strip(), err.decode()
+    return proc.returncode or 0, json.loads(out.decode().strip().splitlines()[-1])
+
+
+def _keys(hub: HubRuntime, connector: str) -> list[str]:
+    from sqlalchemy import select
+
+    from store.tables import OrderRow
+
+    assert hub.store
+    with hub.store.session() as s:
+        return list(s.scalars(select(OrderRow.key).where(OrderRow.source_connector == connector)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from test_order_sync import ingest, setup_systems, wait_for
+from test_order_sync import ingest, record_histories, setup_systems, wait_for
 
 from canonical import hub_code, order_key, revision_code
 from hub.runtime import HubRuntime
@@ -128,6 +128,14 @@ async def test_every_lifecycle_path(hub: HubRuntime) -> None:
         # nothing shipped that was not paid: every shipped WMS order belongs to a paid trade
         for tid in (unpaid_closed,):
             assert not wms.was_shipped(code(tid))
+        await record_histories(hub, {
+            "order_lifecycle_paid_later": f"order:{key(unpaid_paid)}",
+            "order_lifecycle_closed_unpaid": f"order:{key(unpaid_closed)}",
+            "order_lifecycle_cancelled": f"order:{key(cancel_after)}",
+            "order_lifecycle_amended": f"order:{key(line_refund)}",
+            "order_lifecycle_split": f"order:{key(split)}",
+            "order_lifecycle_after_sales": f"order:{key(too_late)}",
+        })
     finally:
         await wms.aclose()
         systems.stop()
@@ -204,6 +212,7 @@ async def test_a_wms_poll_out_of_retries_parks_the_order_it_does_not_fail(hub: H
         await wait_outcome(hub, k, "shipped", timeout=90)
         assert hub.store.get_quarantine(entry.id).status == "resolved"
         assert len(tb.writebacks(tid)) == 1
+        await record_histories(hub, {"order_lifecycle_poll_parked": f"order:{k}"})
     finally:
         wms.set_faults(FaultConfig())
         await wms.aclose()
@@ -229,6 +238,55 @@ async def test_a_terminated_order_workflow_is_picked_up_by_the_next_pull(hub: Hu
         assert counts.started >= 1  # the terminated order started again, not "already_done"
         await wait_outcome(hub, k, "shipped", timeout=90)
         assert len(tb.writebacks(tid)) == 1 and wms.was_shipped(hub_code(k))
+    finally:
+        await wms.aclose()
+        systems.stop()
+
+
+async def test_a_long_wait_continues_as_new_and_keeps_its_state(hub: HubRuntime) -> None:
+    """Polling for a shipment that takes long: the run continues as new (history_limit), carrying
+    what was sent; the order then ships once and the replay tests keep the first run's history."""
+    from datetime import timedelta
+
+    run = "lc5"
+    systems, route = setup_systems(hub, orders=2, run_id=run, malformed_per_shop=0)
+    tb, wms = systems.taobao, systems.wms
+    shop = SHOP.format(run=run)
+    assert hub.store and hub.client
+    try:
+        route = route.model_copy(update={"shipment_poll": timedelta(milliseconds=200), "history_limit": 40})
+        tid = tb.make_trade(shop, lines=1)
+        k = order_key("taobao", shop, str(tid))
+        wms.hold(hub_code(k))
+        await asyncio.sleep(1.1)
+        await pull(hub, route, "lc5-1")
+        handle = hub.client.get_workflow_handle(f"order:{k}")
+        first_run = (await handle.describe()).run_id
+
+        async def runs() -> int:
+            return len([w async for w in hub.client.list_workflows(f'WorkflowId = "order:{k}"')])
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            if await runs() >= 3:
+                break
+            await asyncio.sleep(0.5)
+        assert await runs() >= 3
+        wms.release(hub_code(k))
+        await wms.ship_now(hub_code(k))
+        await wait_outcome(hub, k, "shipped", timeout=60)
+        assert len(tb.writebacks(tid)) == 1 and wms.state()["create_calls"] >= 1
+        assert wms.status_of(hub_code(k)) is not None
+        await record_histories(hub, {"order_lifecycle_continued": f"order:{k}"})
+        if first_run:
+            import os
+
+            if os.environ.get("TONGDAO_RECORD_HISTORIES") == "1":
+                from pathlib import Path
+
+                history = await hub.client.get_workflow_handle(f"order:{k}", run_id=first_run).fetch_history()
+                out = Path(__file__).parents[1] / "histories" / "order_lifecycle_continued_first_run.json"
+                out.write_text(history.to_json())
     finally:
         await wms.aclose()
         systems.stop()

@@ -168,9 +168,9 @@ async def test_malformed_orders_are_parked_and_a_replay_after_a_fix_completes_th
         assert len(hub.store.list_quarantine("open")) == len(malformed) - 1
         await assert_no_personal_data_in_history(hub, systems, entries[tid].order_key)
         await record_histories(hub, {
-            "order_sync_replayed": f"order:{entries[tid].order_key}",
-            "order_sync_completed": next(f"order:{r.key}" for r in completed_orders(hub) if r.external_id != tid),
-            "order_ingest": "ingest-q-a",
+            "order_lifecycle_replayed": f"order:{entries[tid].order_key}",
+            "order_lifecycle_completed": next(f"order:{r.key}" for r in completed_orders(hub) if r.external_id != tid),
+            "order_ingest_v2": "ingest-q-a",
         })
     finally:
         await systems.wms.aclose()

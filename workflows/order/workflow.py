@@ -492,7 +492,9 @@ class OrderWorkflow:
         self._set_stage("replaying")
 
     def _continue_as_new_if_suggested(self, inp: OrderInput) -> None:
-        if workflow.info().is_continue_as_new_suggested() and not self._packages and self._wms_status is None:
+        info = workflow.info()
+        long = info.is_continue_as_new_suggested() or info.get_current_history_length() >= inp.route.history_limit
+        if long and not self._packages and self._wms_status is None and not self._new_raw:
             self._st.raw_id = self._raw_id or self._st.raw_id
             workflow.continue_as_new(inp.model_copy(update={"state": self._st, "raw_id": self._st.raw_id,
                                                             "fetch_error": ""}))
