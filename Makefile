@@ -28,7 +28,7 @@ up: setup
 	$(BIN)/tongdao up
 
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -32,13 +32,18 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
-from connectors.base import default_order_mapping
+from connectors.base import IngestDefaults, default_order_mapping
 from mappings.expr import ExpressionError, compile_expr
+from workflows.models import Route
+from workflows.models import RouteRule as RouteStep
+from workflows.order.routing import RoutingError, resolve_route
 
 if typing.TYPE_CHECKING:
     from store import Store
@@ -69,6 +74,8 @@ Step = Literal["ingest", "mapping", "wms", "erp", "writeback"]
 STEPS: tuple[str, ...] = typing.get_args(Step)
 
 TARGET_CAPABILITIES = {"wms": "outbound_orders", "erp": "sales_documents"}
+INGEST_SETTINGS: tuple[str, ...] = ("lag", "overlap", "chunk")
+"""Per-source ingest settings a flow may set; unset ones come from the connector kind's defaults."""
 SOURCE_CAPABILITIES = {"orders": "orders"}
 
 
@@ -170,15 +177,61 @@ class FlowSource(_Model):
     )
     channel: str = Field("", description="channel of the business key; default the connector's kind")
     shop: str = Field("", description="shop of the business key; default as the mapping spec decides")
+    lag: Duration | None = Field(None, description="stay this far behind now; default the connector kind's")
+    overlap: Duration | None = Field(None, description="re-read this much before the cursor; default the kind's")
+    chunk: Duration | None = Field(None, description="one ingest activity per chunk; default the kind's")
 
     @field_validator("connector")
     @classmethod
     def _connector(cls, value: str) -> str:
         return _check_name(value, "connector name")  # type: ignore[return-value]
 
+    @field_validator("lag", "overlap")
+    @classmethod
+    def _not_negative(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+    @field_validator("chunk")
+    @classmethod
+    def _chunk(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise ValueError("at least 1 minute")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_ingest(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave unset ingest settings out of dumps, so that flows written before they existed
+        keep their content hash (their version) and their schedules are not replaced at upgrade."""
+        data = handler(self)
+        for name in INGEST_SETTINGS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
+
     def mapping_for(self, kind: str) -> str:
         """The mapping spec this source uses when its connector is of ``kind``."""
         return self.mapping or default_order_mapping(kind)
+
+    def ingest_settings(self, kind: str) -> IngestDefaults:
+        """lag/overlap/chunk/window of this source's ingest: what the flow sets, else the kind's defaults.
+
+        The defaults live on the connector class (``OrderSource.ingest_defaults``) because how late
+        a platform indexes changes, and how big a window its API answers quickly, is a property of
+        the platform; a flow overrides them only where it knows better.
+        """
+        from connectors import connector_class
+        from connectors.errors import ConfigurationError
+
+        try:
+            defaults = getattr(connector_class(kind), "ingest_defaults", None) or IngestDefaults()
+        except ConfigurationError:
+            defaults = IngestDefaults()
+        chosen = defaults.model_copy(update={n: getattr(self, n) for n in INGEST_SETTINGS
+                                             if getattr(self, n) is not None})
+        # a checkpoint window wider than the chunk would never checkpoint inside it
+        return chosen.model_copy(update={"window": min(chosen.window, chosen.chunk)})
 
 
 class RouteRule(_Model):
@@ -396,6 +449,10 @@ class Flow(_Model):
             names += [rule.wms, rule.erp]
         return list(dict.fromkeys(n for n in names if n))
 
+    def route_rules(self) -> list[RouteStep]:
+        """The routing rules as the order workflow carries them (in its ``Route``)."""
+        return [RouteStep(when=r.when, wms=r.wms, erp=r.erp, context=dict(r.context)) for r in self.targets.routes]
+
     def route_for(self, order: Any) -> tuple[str | None, str | None, dict[str, str]]:
         """Where ``order`` goes: ``(wms, erp, context)``.
 
@@ -403,34 +460,18 @@ class Flow(_Model):
         tried in order; the first whose ``when`` is true overrides wms/erp (where it names them)
         and merges its context over the flow's. No match: the flow's targets and context.
         Raises ``FlowError`` naming the rule when a condition cannot be evaluated on this order.
+
+        This calls the production routing (``workflows.order.routing.resolve_route``, run by the
+        prepare activity) rather than a copy of it, so a preview cannot disagree with what the
+        hub does to a real order.
         """
-        view = _routing_view(order)
-        for index, rule in enumerate(self.targets.routes):
-            try:
-                matched = compile_expr(rule.when).evaluate_bool({"order": view})
-            except ExpressionError as exc:
-                raise FlowError(f"targets.routes[{index}].when: {exc}", source=f"flow {self.name}") from exc
-            if matched:
-                return (rule.wms or self.targets.wms, rule.erp or self.targets.erp, {**self.context, **rule.context})
-        return self.targets.wms, self.targets.erp, dict(self.context)
-
-
-def _routing_view(order: Any) -> Any:
-    """The order as routing conditions see it: amounts as numbers, timestamps as timestamps.
-
-    A canonical order dumped to JSON carries amounts as strings ("129.0000"); it is read back
-    through the canonical model so that ``order.total > 500.0`` compares numbers.
-    """
-    if isinstance(order, BaseModel):
-        return order.model_dump()
-    if isinstance(order, dict):
-        from canonical import Order
-
+        route = Route(wms=self.targets.wms, erp=self.targets.erp, context=dict(self.context),
+                      rules=self.route_rules())
         try:
-            return Order.model_validate(order).model_dump()
-        except ValidationError:
-            return order
-    return order
+            chosen = resolve_route(route, order)
+        except RoutingError as exc:
+            raise FlowError(str(exc), source=f"flow {self.name}") from exc
+        return chosen.wms, chosen.erp, dict(chosen.context)
 
 
 # -- loading --------------------------------------------------------------------------------------

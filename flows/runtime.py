@@ -5,12 +5,18 @@ the route the flow defines, stamped with the flow's name and version (its conten
 flow replaces its schedules; runs already in flight keep the input, hence the version, they
 started with. Pausing pauses the schedules (new work is held: the cursor stays where it is and
 the next run catches up) and keeps inbound pushes in the store until resume.
+
+Each flow keeps its own cursor per source (``IngestInput.flow``), so two flows on one connector do
+not move each other's position; a source taken out of a flow, or a removed flow, loses its
+schedules and cursors. ``FlowOps.reconcile_orders`` compares what the sources list with what the
+hub holds (store and Temporal) and can re-ingest what is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,15 +30,18 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
+    WorkflowExecutionStatus,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
+from canonical import order_key
 from flows.model import Flow, FlowSource, check_against_registry
 from store import Store
 from workflows import search
 from workflows.ingest import BackfillWorkflow, IngestWorkflow
-from workflows.models import BackfillInput, IngestInput, Route, RouteRule, StepOptions
+from workflows.models import BackfillInput, IngestCounts, IngestInput, Route, StepOptions
 from workflows.order.client import release_held
 
 log = structlog.get_logger("tongdao.flows")
@@ -41,11 +50,20 @@ def schedule_id(flow: str, source: FlowSource) -> str:
     return f"flow:{flow}:{source.connector}:{source.stream}"
 
 
+def schedule_prefix(flow: str) -> str:
+    """Every schedule of a flow starts with this (flow names cannot contain ':')."""
+    return f"flow:{flow}:"
+
+
+def _kind(store: Store, connector: str) -> str:
+    row = store.get_connector(connector)
+    return row.kind if row else ""
+
+
 def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
-    row = store.get_connector(source.connector)
-    kind = row.kind if row else ""
-    if not flow.targets.wms:
-        raise ValueError(f"flow {flow.name!r}: targets.wms is required for order flows")
+    """The route an ingest run of ``source`` hands to each order: business-key parts, mappings,
+    targets (a WMS, an ERP or both: ``wms`` None is an ERP-only flow), rules and step policies."""
+    kind = _kind(store, source.connector)
     return Route(
         channel=source.channel or kind,
         shop=source.shop,
@@ -55,7 +73,7 @@ def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
         erp=flow.targets.erp,
         erp_mapping=flow.targets.erp_mapping,
         context=dict(flow.context),
-        rules=[RouteRule(when=r.when, wms=r.wms, erp=r.erp, context=dict(r.context)) for r in flow.targets.routes],
+        rules=flow.route_rules(),
         flow=flow.name,
         flow_version=flow.version(),
         policies={step: StepOptions(timeout=p.timeout, initial_interval=p.initial_interval,
@@ -80,13 +98,34 @@ def _attributes(flow: Flow, source: FlowSource) -> TypedSearchAttributes:
     ])
 
 
+def ingest_input(flow: Flow, source: FlowSource, store: Store) -> IngestInput:
+    """The ingest workflow's input for one source: its route and its lag/overlap/chunk/window,
+    as the flow sets them or else as the connector kind recommends (``ingest_defaults``)."""
+    settings = source.ingest_settings(_kind(store, source.connector))
+    return IngestInput(connector=source.connector, stream=source.stream, route=route_for_source(flow, source, store),
+                       lag=settings.lag, overlap=settings.overlap, chunk=settings.chunk, window=settings.window,
+                       flow=flow.name)
+
+
+async def flow_schedule_ids(client: Client, flow_name: str) -> list[str]:
+    """Ids of every schedule Temporal holds for the flow, including those of sources it no longer has."""
+    prefix = schedule_prefix(flow_name)
+    return [entry.id async for entry in await client.list_schedules() if entry.id.startswith(prefix)]
+
+
 async def apply_flow(client: Client, store: Store, flow: Flow, task_queue: str, paused: bool = False) -> list[str]:
-    """Create or replace the flow's schedules (idempotent)."""
+    """Create or replace the flow's schedules (idempotent), and delete those of removed sources.
+
+    A source taken out of the flow loses its schedule and its cursor for this flow: were it added
+    back later, it should start afresh rather than from a position that may be months old.
+    """
     ids = []
     for source in flow.sources:
         sid = schedule_id(flow.name, source)
-        route = await asyncio.to_thread(route_for_source, flow, source, store)
-        inp = IngestInput(connector=source.connector, stream=source.stream, route=route, flow=flow.name)
+        inp = await asyncio.to_thread(ingest_input, flow, source, store)
+        # the input depends on the connector kind's ingest defaults too, not only on the flow's content:
+        # its digest in the note makes a hub whose defaults changed replace the schedule at start-up
+        digest = hashlib.sha256(inp.model_dump_json().encode()).hexdigest()[:8]
         schedule = Schedule(
             action=ScheduleActionStartWorkflow(
                 IngestWorkflow.run, inp, id=f"ingest:{flow.name}:{source.connector}", task_queue=task_queue,
@@ -95,7 +134,7 @@ async def apply_flow(client: Client, store: Store, flow: Flow, task_queue: str, 
             spec=_spec(flow),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
             state=ScheduleState(paused=paused or not flow.enabled,
-                                note=f"flow {flow.name} version {flow.version()}"),
+                                note=f"flow {flow.name} version {flow.version()} input {digest}"),
         )
         handle = client.get_schedule_handle(sid)
         try:
@@ -109,7 +148,14 @@ async def apply_flow(client: Client, store: Store, flow: Flow, task_queue: str, 
                 await handle.delete()
             await client.create_schedule(sid, schedule)
         ids.append(sid)
-    log.info("flow.applied", flow=flow.name, version=flow.version(), schedules=ids, paused=paused)
+    stale = [sid for sid in await flow_schedule_ids(client, flow.name) if sid not in ids]
+    for sid in stale:
+        with contextlib.suppress(RPCError):
+            await client.get_schedule_handle(sid).delete()
+        connector = sid.removeprefix(schedule_prefix(flow.name)).rsplit(":", 1)[0]
+        if connector not in {s.connector for s in flow.sources}:
+            await asyncio.to_thread(store.drop_flow_cursors, flow.name, connector)
+    log.info("flow.applied", flow=flow.name, version=flow.version(), schedules=ids, removed=stale, paused=paused)
     return ids
 
 
@@ -132,18 +178,28 @@ async def run_now(client: Client, flow: Flow) -> None:
         await handle.trigger(overlap=ScheduleOverlapPolicy.SKIP)
 
 
-async def remove_flow(client: Client, flow: Flow) -> None:
-    for handle in await _schedule_handles(client, flow):
+async def remove_flow(client: Client | None, flow: Flow, store: Store | None = None) -> None:
+    """Delete every schedule of the flow (also those of sources removed earlier) and, given the
+    store, the flow's cursors: a flow added again under the same name starts afresh."""
+    if client is not None:
+        ids = {schedule_id(flow.name, s) for s in flow.sources}
         with contextlib.suppress(RPCError):
-            await handle.delete()
+            ids |= set(await flow_schedule_ids(client, flow.name))
+        for sid in sorted(ids):
+            with contextlib.suppress(RPCError):
+                await client.get_schedule_handle(sid).delete()
+    if store is not None:
+        await asyncio.to_thread(store.drop_flow_cursors, flow.name)
 
 
 async def start_backfill(client: Client, store: Store, flow: Flow, since: datetime, until: datetime,
-                         task_queue: str) -> list[str]:
+                         task_queue: str, sources: list[FlowSource] | None = None,
+                         prefix: str = "backfill") -> list[str]:
+    """Start one backfill workflow per source (``sources``: only these) over [since, until)."""
     ids = []
-    for source in flow.sources:
+    for source in flow.sources if sources is None else sources:
         route = await asyncio.to_thread(route_for_source, flow, source, store)
-        wf_id = f"backfill:{flow.name}:{source.connector}:{since:%Y%m%dT%H%M%S}-{until:%Y%m%dT%H%M%S}"
+        wf_id = f"{prefix}:{flow.name}:{source.connector}:{since:%Y%m%dT%H%M%S}-{until:%Y%m%dT%H%M%S}"
         await client.start_workflow(
             BackfillWorkflow.run,
             BackfillInput(connector=source.connector, stream=source.stream, route=route, since=since, until=until,
@@ -168,7 +224,7 @@ async def flow_status(client: Client | None, store: Store, flow: Flow, paused: b
     base = f'FlowName = "{flow.name}"'
     sources = []
     for source in flow.sources:
-        cursor = await asyncio.to_thread(store.get_cursor, source.connector, source.stream)
+        cursor = await asyncio.to_thread(store.get_cursor, source.connector, source.stream, flow.name)
         entry: dict[str, Any] = {
             "connector": source.connector, "stream": source.stream,
             "cursor": cursor.isoformat() if cursor else None,
@@ -179,7 +235,8 @@ async def flow_status(client: Client | None, store: Store, flow: Flow, paused: b
             entry["runs_last_hour"] = await _count(
                 client, f'{src} AND WorkflowType = "OrderIngest" AND StartTime > "{hour_ago}"')
             entry["orders_last_hour"] = await _count(
-                client, f'{src} AND WorkflowType = "OrderSync" AND StartTime > "{hour_ago}"')
+                client, f'{src} AND (WorkflowType = "OrderLifecycle" OR WorkflowType = "OrderSync") '
+                        f'AND StartTime > "{hour_ago}"')
             entry["failures_last_hour"] = await _count(
                 client, f'{src} AND ExecutionStatus = "Failed" AND StartTime > "{hour_ago}"')
             entry["quarantined"] = await _count(
@@ -191,6 +248,97 @@ async def flow_status(client: Client | None, store: Store, flow: Flow, paused: b
         "sources": sources, "held_pushes": len(held),
         "pending_approvals": 0,  # approvals arrive with the order-to-cash rules
     }
+
+
+# -- reconciling orders ---------------------------------------------------------------------------
+GAVE_UP = frozenset({WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED,
+                     WorkflowExecutionStatus.TIMED_OUT})
+"""Order workflows in these states did not bring their order through: reconcile counts them missing.
+A cancelled one was stopped on purpose by someone and is left alone."""
+
+
+async def listed_orders(connector: Any, since: datetime, until: datetime) -> dict[str, str | None]:
+    """What a source lists in [since, until): external id → the shop its document names (None when
+    only ids are known).
+
+    ``list_order_ids`` (ids and modification times from the platform's increment listing) is
+    preferred: it costs one call per page instead of one per order. Connectors without it are
+    read with ``pull_orders``, whose full documents also tell the shop.
+    """
+    found: dict[str, str | None] = {}
+    lister = getattr(connector, "list_order_ids", None)
+    if lister is not None:
+        for item in await lister(since, until):
+            found[str(item[0] if isinstance(item, tuple | list) else item)] = None
+        return found
+    async for page in connector.pull_orders(since, until):
+        for record in page:
+            found[record.external_id] = connector.shop_of(record.payload)
+    return found
+
+
+async def order_presence(client: Client, store: Store, channel: str, shop: str | None, source: str,
+                         external_id: str) -> tuple[bool, str]:
+    """Whether the hub has this order in hand: ``(present, business key or "")``.
+
+    Present means the store knows the order and its workflow is running or finished normally. A
+    workflow that failed, was terminated or timed out counts as missing, and so does one Temporal
+    does not know, unless the store says the order completed (its history may have outlived the
+    namespace's retention). Without a shop (a listing of ids only), the order is found in the store
+    by channel, external id and source connector.
+    """
+    from workflows.order import order_workflow_id
+
+    if shop is not None:
+        row = await asyncio.to_thread(store.get_order, order_key(channel, shop, external_id))
+    else:
+        rows = await asyncio.to_thread(store.orders_by_external_id, external_id)
+        matching = [r for r in rows if r.channel == channel and r.source_connector == source] or \
+                   [r for r in rows if r.channel == channel]
+        row = matching[0] if matching else None
+    key = row.key if row is not None else (order_key(channel, shop, external_id) if shop is not None else "")
+    if not key:
+        return False, ""
+    try:
+        status = (await client.get_workflow_handle(order_workflow_id(key)).describe()).status
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        status = None
+    if status is None:
+        return bool(row is not None and (row.stage == "completed" or row.outcome)), key
+    if status in GAVE_UP:
+        return False, key
+    return row is not None or status == WorkflowExecutionStatus.RUNNING, key
+
+
+async def _source_report(client: Client, store: Store, flow: Flow, source: FlowSource, since: datetime,
+                         until: datetime) -> dict[str, Any]:
+    """One source's line of a reconcile report: what it lists, what the hub holds, what is missing."""
+    from connectors.registry import instantiate
+
+    route = await asyncio.to_thread(route_for_source, flow, source, store)
+    connector = await asyncio.to_thread(instantiate, store, source.connector)
+    try:
+        listed = await listed_orders(connector, since, until)
+        fallback_shop = route.shop or str(getattr(connector.settings, "shop", "") or "") or None
+    finally:
+        await connector.aclose()
+    channel = route.channel
+    gate = asyncio.Semaphore(20)
+
+    async def check(external_id: str, shop: str | None) -> bool:
+        async with gate:
+            present, _ = await order_presence(client, store, channel, route.shop or shop or fallback_shop,
+                                              source.connector, external_id)
+            return present
+
+    ids = list(listed)
+    present = await asyncio.gather(*(check(i, listed[i]) for i in ids))
+    missing = [i for i, ok in zip(ids, present, strict=True) if not ok]
+    return {"connector": source.connector, "stream": source.stream, "listed": len(ids),
+            "in_hub": len(ids) - len(missing), "missing": missing, "fixed": 0}
+
 
 
 class FlowNotFound(LookupError):
@@ -257,8 +405,7 @@ class FlowOps:
 
     async def remove(self, name: str) -> dict[str, Any]:
         flow, _ = self.get(name)
-        if self.client is not None:
-            await remove_flow(self.client, flow)
+        await remove_flow(self.client, flow, self.store)
         await asyncio.to_thread(self.store.remove_flow, name)
         return {"flow": name, "removed": True}
 
@@ -267,11 +414,70 @@ class FlowOps:
         return [await flow_status(self.client, self.store, Flow.model_validate(r.definition), r.paused)
                 for r in rows]
 
+    async def reconcile_orders(self, name: str, since: datetime, until: datetime, fix: bool = False,
+                               wait_s: float = 600.0) -> dict[str, Any]:
+        """Compare what each source of the flow lists in [since, until) with what the hub holds.
+
+        An order is missing when the store does not know it, or when its workflow failed, was
+        terminated or timed out (or is unknown to Temporal while the store does not say it
+        completed). ``fix`` re-reads the window of every source with missing orders as a backfill
+        (workflow id ``reconcile:...``): known orders are no-ops (order workflows are keyed by
+        business key), missing ones are handed over again, and workflows that gave up are started
+        anew (the order workflow id reuse policy allows a new run after a failed one). It waits up
+        to ``wait_s`` for those backfills and counts as ``fixed`` the missing orders now present.
+        """
+        flow, _ = self.get(name)
+        client = self._need_client()
+        if until <= since:
+            raise ValueError("until must be after since")
+        sources: list[dict[str, Any]] = []
+        for source in flow.sources:
+            sources.append(await _source_report(client, self.store, flow, source, since, until))
+        if fix:
+            started: dict[int, str] = {}
+            for index, (source, report) in enumerate(zip(flow.sources, sources, strict=True)):
+                if not report["missing"]:
+                    continue
+                try:
+                    (started[index],) = await start_backfill(client, self.store, flow, since, until, self.task_queue,
+                                                             sources=[source], prefix="reconcile")
+                except WorkflowAlreadyStartedError as exc:  # the same reconcile is still running: join it
+                    started[index] = exc.workflow_id
+            if started:
+                results = [client.get_workflow_handle(i, result_type=IngestCounts).result() for i in started.values()]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*results), timeout=wait_s)
+            for index, workflow_id in started.items():
+                report = sources[index]
+                after = await _source_report(client, self.store, flow, flow.sources[index], since, until)
+                still = set(after["missing"])
+                report["fixed"] = sum(1 for i in report["missing"] if i not in still)
+                report["workflow"] = workflow_id
+        return {"flow": name, "since": since.isoformat(), "until": until.isoformat(), "sources": sources,
+                "missing_total": sum(len(r["missing"]) for r in sources),
+                "fixed_total": sum(r["fixed"] for r in sources)}
+
     async def reconcile(self) -> int:
-        """Make the schedules match the stored flows (at hub start-up)."""
+        """Make the schedules match the stored flows (at hub start-up).
+
+        Also deletes the schedules of flows no longer stored (``tongdao flows remove`` run while
+        the hub was down removed the flow from the store only), but only those that start work on
+        this hub's task queue: another hub may share the namespace.
+        """
         client = self._need_client()
         rows = await asyncio.to_thread(self.store.list_flows)
         for row in rows:
             await apply_flow(client, self.store, Flow.model_validate(row.definition), self.task_queue,
                              paused=row.paused)
+        stored = {row.name for row in rows}
+        async for entry in await client.list_schedules():
+            name = entry.id.split(":", 2)[1] if entry.id.startswith("flow:") and entry.id.count(":") >= 2 else None
+            if name is None or name in stored:
+                continue
+            handle = client.get_schedule_handle(entry.id)
+            with contextlib.suppress(RPCError):
+                action = (await handle.describe()).schedule.action
+                if isinstance(action, ScheduleActionStartWorkflow) and action.task_queue == self.task_queue:
+                    await handle.delete()
+                    log.info("flow.orphan_schedule_deleted", schedule=entry.id)
         return len(rows)

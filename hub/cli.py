@@ -122,10 +122,14 @@ def up(
             console.print("stopping...")
             await rt.stop()
 
+    from worker.embedded import TemporalPortTaken
+
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
         console.print("stopped.")
+    except TemporalPortTaken as exc:
+        raise _fail(str(exc)) from None
 
 
 # -- demo ----------------------------------------------------------------------------------------
@@ -136,6 +140,8 @@ def demo(
     seed: int = typer.Option(None, "--seed", help="simulator seed (default: a new one per run)"),
     timeout: float = typer.Option(600, "--timeout", help="give up after this many seconds"),
     chaos: bool = typer.Option(False, "--chaos", help="inject 5xx, throttling, latency and duplicates"),
+    life: bool = typer.Option(True, "--life/--no-life", help="add orders with a real life: unpaid, cancelled, "
+                              "refunded, amended, split, cancelled too late"),
 ) -> None:
     """Run the demo: two Taobao shops' simulators → Qimen WMS + Kingdee ERP, through real workflows.
 
@@ -143,10 +149,14 @@ def demo(
     disagree.
     """
     from hub.demo import run_demo
+    from worker.embedded import TemporalPortTaken
 
     s = _settings()
-    summary = asyncio.run(run_demo(s, orders=orders, seed=seed, timeout_s=timeout, show_progress=True,
-                                   chaos=chaos))
+    try:
+        summary = asyncio.run(run_demo(s, orders=orders, seed=seed, timeout_s=timeout, show_progress=True,
+                                       chaos=chaos, life=life))
+    except TemporalPortTaken as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         out.print_json(data=summary) if sys.stdout.isatty() else print(json.dumps(summary, default=str))
     raise typer.Exit(0 if summary.get("ok") else 1)

@@ -190,6 +190,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             register(rt.store, reg, "demo")
             # the demo's connectors point at fresh simulators: start their cursors a day back
             rt.store.set_cursor(reg.name, "orders", datetime.now(UTC) - timedelta(days=1), force=True)
+        rt.store.drop_flow_cursors(demo_flow().name)  # the flow's own cursors start from those
         rt.store.set_xref("sku", {str(item["sku_id"]): item["sku"] for item in CATALOG})
         flow = demo_flow()
         rt.store.set_flow_paused(flow.name, False, "demo")  # a previous demo left it paused

@@ -303,3 +303,144 @@ def test_held_pushes(store) -> None:  # noqa: ANN001
     assert [h.id for h in store.held_pushes("f")] == [second]
     store.release_push(second)
     assert store.held_pushes("f") == [] and len(store.held_pushes("other")) == 1
+
+
+# -- one target only; per-source ingest settings --------------------------------------------------
+def test_erp_only_and_wms_only_flows_validate_and_route() -> None:
+    erp_only = parse_flow({**MINIMAL, "targets": {"erp": "kingdee-prod", "routes": [
+        {"when": "order.total > 1000.0", "erp": "kingdee-vip"}]}})
+    assert erp_only.route_for(_order("上海市", "99.00")) == (None, "kingdee-prod", {})
+    assert erp_only.route_for(_order("上海市", "1500.00")) == (None, "kingdee-vip", {})
+    wms_only = parse_flow({**MINIMAL, "targets": {"wms": "qimen-hz"}})
+    assert wms_only.route_for(_order("上海市", "99.00")) == ("qimen-hz", None, {})
+    assert _problems({**MINIMAL, "targets": {"routes": []}}) == [
+        "targets: name at least one target: wms or erp (or both)"]
+
+
+def test_route_for_source_of_one_target_flows(store) -> None:  # noqa: ANN001
+    from flows.runtime import route_for_source
+
+    _register(store, ("tmall-main", "taobao"), ("kingdee-prod", "kingdee"), ("qimen-hz", "qimen"))
+    erp_only = parse_flow({**MINIMAL, "targets": {"erp": "kingdee-prod"}})
+    route = route_for_source(erp_only, erp_only.sources[0], store)
+    assert (route.wms, route.erp, route.channel, route.flow) == (None, "kingdee-prod", "taobao", erp_only.name)
+    assert check_against_registry(erp_only, store) == []
+    wms_only = parse_flow({**MINIMAL, "targets": {"wms": "qimen-hz"}})
+    assert (route_for_source(wms_only, wms_only.sources[0], store).erp, check_against_registry(wms_only, store)) == (
+        None, [])
+
+
+def test_source_ingest_settings_are_durations_and_default_to_the_kind() -> None:
+    from connectors import connector_class
+
+    flow = parse_flow({**MINIMAL, "sources": [
+        {"connector": "tmall-main", "lag": "2m", "overlap": "15m", "chunk": "30m"},
+        {"connector": "other-shop"}]})
+    tuned, plain = flow.sources
+    assert (tuned.lag, tuned.overlap, tuned.chunk) == (timedelta(minutes=2), timedelta(minutes=15),
+                                                       timedelta(minutes=30))
+    settings = tuned.ingest_settings("taobao")
+    assert (settings.lag, settings.overlap, settings.chunk) == (tuned.lag, tuned.overlap, tuned.chunk)
+    assert settings.window == timedelta(minutes=30)  # never wider than the chunk
+    assert plain.ingest_settings("taobao") == connector_class("taobao").ingest_defaults
+    assert plain.ingest_settings("no-such-kind").lag == timedelta(seconds=5)  # the base defaults
+    dumped = flow.model_dump(mode="json")["sources"]
+    assert dumped[0]["lag"] == "2m" and dumped[0]["chunk"] == "30m" and "lag" not in dumped[1]
+    assert parse_flow(json.loads(flow.canonical_json())) == flow
+    for bad, message in (({"lag": -1}, "lag: must not be negative"), ({"chunk": "10s"}, "chunk: at least 1 minute"),
+                         ({"overlap": "soon"}, "overlap: 'soon' is not a duration")):
+        problems = _problems({**MINIMAL, "sources": [{"connector": "tmall-main", **bad}]})
+        assert any(message in p for p in problems), problems
+
+
+def test_unset_ingest_settings_keep_the_version_of_existing_flows() -> None:
+    """Versions are content hashes: adding optional fields must not re-version every stored flow."""
+    assert load_flow(EXAMPLES / "minimal.yaml").version() == "32e4cd1f26f6"
+    assert load_flow(EXAMPLES / "by-province.yaml").version() == "e81cc4edfda4"
+    tuned = parse_flow({**MINIMAL, "sources": [{"connector": "tmall-main", "lag": "1m"}]})
+    assert tuned.version() != parse_flow(MINIMAL).version()
+
+
+def test_ingest_input_takes_the_flow_settings_and_the_kind_defaults(store) -> None:  # noqa: ANN001
+    from connectors import connector_class
+    from flows.runtime import ingest_input
+
+    _register(store, ("tmall-main", "taobao"), ("qimen-hz", "qimen"), ("kingdee-prod", "kingdee"))
+    flow = parse_flow({**MINIMAL, "sources": [{"connector": "tmall-main", "overlap": "20m"}]})
+    inp = ingest_input(flow, flow.sources[0], store)
+    defaults = connector_class("taobao").ingest_defaults
+    assert (inp.lag, inp.overlap, inp.chunk, inp.window) == (defaults.lag, timedelta(minutes=20), defaults.chunk,
+                                                             defaults.window)
+    assert inp.flow == flow.name == inp.route.flow and inp.route.flow_version == flow.version()
+
+
+# -- reconcile helpers (the whole reconcile runs on Temporal in tests/integration) ----------------
+class _Record:
+    def __init__(self, external_id: str, seller: str) -> None:
+        self.external_id, self.payload = external_id, {"seller_nick": seller}
+
+
+class _PullOnly:
+    """A source without list_order_ids: reconcile reads it with pull_orders and asks it the shop."""
+
+    async def pull_orders(self, since, until):  # noqa: ANN001, ANN201
+        yield [_Record("1", "shop-x"), _Record("2", "shop-y")]
+        yield [_Record("2", "shop-y")]  # a repeated record in a later page
+
+    def shop_of(self, payload: dict) -> str:
+        return payload["seller_nick"]
+
+
+class _Lister(_PullOnly):
+    async def list_order_ids(self, since, until):  # noqa: ANN001, ANN201
+        return [("7", datetime(2026, 11, 11, tzinfo=UTC)), ("8", None)]
+
+
+async def test_listed_orders_prefers_list_order_ids_and_falls_back_to_pull_orders() -> None:
+    from flows.runtime import listed_orders
+
+    window = (datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC))
+    assert await listed_orders(_PullOnly(), *window) == {"1": "shop-x", "2": "shop-y"}
+    assert await listed_orders(_Lister(), *window) == {"7": None, "8": None}
+
+
+async def test_order_presence_counts_workflows_that_gave_up_as_missing(store) -> None:  # noqa: ANN001
+    from temporalio.client import WorkflowExecutionStatus as S
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from flows.runtime import order_presence
+
+    statuses: dict[str, S | None] = {}
+
+    class Handle:
+        def __init__(self, wf_id: str) -> None:
+            self.wf_id = wf_id
+
+        async def describe(self):  # noqa: ANN202
+            status = statuses.get(self.wf_id)
+            if status is None:
+                raise RPCError("not found", RPCStatusCode.NOT_FOUND, b"")
+            return type("D", (), {"status": status})()
+
+    class Client:
+        def get_workflow_handle(self, wf_id: str) -> Handle:
+            return Handle(wf_id)
+
+    def put(external_id: str, stage: str = "mapped") -> str:
+        key = f"taobao:shop-a:{external_id}"
+        store.upsert_order(key, channel="taobao", shop="shop-a", external_id=external_id, source_connector="tb",
+                           raw_id=1, stage=stage)
+        return key
+
+    client = Client()
+    statuses[f"order:{put('1')}"] = S.RUNNING
+    statuses[f"order:{put('2')}"] = S.FAILED
+    statuses[f"order:{put('3')}"] = S.TERMINATED
+    put("4", stage="completed")  # history gone past retention: the store says it completed
+    put("5")  # known to the store, unknown to Temporal
+    statuses["order:taobao:shop-a:6"] = S.RUNNING  # just started, not mapped yet
+    found = {i: (await order_presence(client, store, "taobao", "shop-a", "tb", i))[0] for i in "1234567"}
+    assert found == {"1": True, "2": False, "3": False, "4": True, "5": False, "6": True, "7": False}
+    # only ids known (no shop): found in the store by channel, external id and source
+    assert await order_presence(client, store, "taobao", None, "tb", "1") == (True, "taobao:shop-a:1")
+    assert await order_presence(client, store, "taobao", None, "tb", "9") == (False, "")
