@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -18,7 +18,24 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from connectors import connector_class
 from connectors.base import Connector
 from connectors.errors import ConfigurationError
-from store import Store
+
+
+class RegistrationRow(Protocol):
+    kind: str
+    settings: dict[str, Any]
+    version: int
+
+
+class RegistrationStore(Protocol):
+    """Where registrations live (the hub's store implements it). Connectors know no store: the
+    registry only needs these three calls, so it depends on this protocol, not on ``store``."""
+
+    def save_connector(self, name: str, kind: str, settings: dict, secrets: dict[str, str], actor: str) -> bool: ...
+
+    def get_connector(self, name: str) -> Any: ...
+
+    def connector_secrets(self, row: Any) -> dict[str, str]: ...
+
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,99}$")
 
@@ -68,12 +85,12 @@ def load_registration(path: Path) -> Registration:
         raise ConfigurationError(f"{path}: {exc}") from exc
 
 
-def register(store: Store, reg: Registration, actor: str) -> bool:
+def register(store: RegistrationStore, reg: Registration, actor: str) -> bool:
     reg.validate_kind()
     return store.save_connector(reg.name, reg.kind, reg.settings, reg.secrets, actor)
 
 
-def instantiate(store: Store, name: str) -> Connector:
+def instantiate(store: RegistrationStore, name: str) -> Connector:
     row = store.get_connector(name)
     if row is None:
         raise ConfigurationError(f"no connector named {name!r} is registered (tongdao connectors list)")
@@ -86,7 +103,7 @@ class ConnectorPool:
     Instances are shared by concurrent activities so their rate limiters and sessions are shared.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: RegistrationStore) -> None:
         self.store = store
         self._items: dict[str, tuple[int, Connector]] = {}
         self._lock = asyncio.Lock()

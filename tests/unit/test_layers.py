@@ -38,8 +38,6 @@ FORBIDDEN: dict[str, frozenset[str]] = {
 KNOWN_VIOLATIONS: dict[str, str] = {
     # "importer imports target": why it is tolerated for now. A fixed one must be removed from here
     # (the test fails when an entry no longer happens), so this list only ever shrinks.
-    "connectors.registry imports store": "registrations are stored and ConnectorPool reads the store; "
-                                         "to move beside the store (e.g. a registry module under worker/hub)",
 }
 
 
