@@ -4,6 +4,15 @@ It adds what each platform would otherwise re-implement: a request-signing hook,
 limiter that honours throttling signals, tenacity retries for transient failures with the
 platform's Retry-After respected, and logging that never prints secrets (only method, path,
 status and timing are logged; query strings and bodies are not).
+
+Temporal owns long retries, the HTTP client only short ones. A retry here happens inside one
+activity attempt, invisible to the workflow history and holding a worker slot, so it is only
+worth it for blips: the client sleeps at most ``RetryPolicy.max_s`` per wait and never past
+``max_elapsed_s``. When the platform asks for a longer wait (``429`` with ``Retry-After: 300``,
+a platform ban) the ``ThrottledError`` is raised at once with ``retry_after`` set; the activity
+layer turns it into ``ApplicationError(next_retry_delay=...)`` and Temporal waits durably. The
+shared limiter remembers the ban, so the connector's other requests fail fast the same way
+instead of each sleeping out the ban (see ``connectors/ratelimit.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +27,6 @@ import structlog
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
@@ -38,10 +46,48 @@ ResponseCheck = Callable[[httpx.Response], None]
 
 @dataclass
 class RetryPolicy:
+    """Short, in-process retries. ``max_s`` is also the longest Retry-After the client sleeps out."""
+
     attempts: int = 4
     max_elapsed_s: float = 60.0
     initial_s: float = 0.2
     max_s: float = 10.0
+
+    def wait_budget(self, elapsed_s: float) -> float:
+        """Longest sleep still allowed after ``elapsed_s``: ``max_s``, capped by what is left of
+        ``max_elapsed_s`` (a wait that would overrun the budget is Temporal's job, not ours)."""
+        return max(0.0, min(self.max_s, self.max_elapsed_s - elapsed_s))
+
+
+def short_retrying(policy: RetryPolicy) -> AsyncRetrying:
+    """Tenacity loop for retryable ConnectorErrors whose wait fits the short-retry budget.
+
+    A Retry-After within the budget is slept out exactly; one beyond it ends the loop at once and
+    re-raises the error (with its ``retry_after``) so Temporal's activity retry takes over.
+    Shared by the ApiClient and connectors that retry whole operations themselves (Kingdee).
+    """
+
+    def should_retry(state: RetryCallState) -> bool:
+        exc = state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+        if not isinstance(exc, ConnectorError) or not exc.retryable:
+            return False
+        if exc.retry_after is not None:
+            elapsed = state.seconds_since_start or 0.0
+            return exc.retry_after <= policy.wait_budget(elapsed)
+        return True
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome is not None and state.outcome.failed else None
+        if isinstance(exc, ConnectorError) and exc.retry_after is not None:
+            return float(exc.retry_after)
+        return wait_exponential_jitter(multiplier=policy.initial_s, max=policy.max_s, jitter=policy.initial_s)(state)
+
+    return AsyncRetrying(
+        retry=should_retry,
+        stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_elapsed_s),
+        wait=wait,
+        reraise=True,
+    )
 
 
 @dataclass
@@ -91,27 +137,19 @@ class ApiClient:
         A new request per attempt matters: signatures usually cover a timestamp that the
         platform checks, so re-sending an old signed request would be rejected.
         """
-
-        def _wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, ConnectorError) and exc.retry_after:
-                return float(exc.retry_after)
-            return wait_exponential_jitter(multiplier=self.retry.initial_s, max=self.retry.max_s,
-                                           jitter=self.retry.initial_s)(state)
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, ConnectorError) and e.retryable),
-            stop=stop_after_attempt(self.retry.attempts) | stop_after_delay(self.retry.max_elapsed_s),
-            wait=_wait,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        started = time.monotonic()
+        async for attempt in short_retrying(self.retry):
             with attempt:
-                return await self._send_once(make_request())
+                budget = self.retry.wait_budget(time.monotonic() - started)
+                return await self._send_once(make_request(), max_wait_s=budget)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send_once(self, request: httpx.Request) -> httpx.Response:
-        await self.limiter.acquire()
+    async def _send_once(self, request: httpx.Request, max_wait_s: float | None = None) -> httpx.Response:
+        try:
+            await self.limiter.acquire(max_wait_s)
+        except ThrottledError as exc:  # a ban longer than we may sleep: fail fast, Temporal waits
+            exc.platform = exc.platform or self.platform
+            raise
         if self.signer is not None:
             maybe = self.signer(request)
             if maybe is not None:
@@ -137,7 +175,7 @@ class ApiClient:
             try:
                 self.check(response)
             except ThrottledError as exc:
-                self.limiter.penalize(exc.retry_after or 1.0)
+                self.limiter.penalize(exc.retry_after if exc.retry_after is not None else 1.0)
                 raise
         return response
 
@@ -145,9 +183,10 @@ class ApiClient:
         status = response.status_code
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            self.limiter.penalize(retry_after or 1.0)
+            retry_after = 1.0 if retry_after is None else retry_after  # an explicit 0 means "now"
+            self.limiter.penalize(retry_after)
             raise ThrottledError("HTTP 429 Too Many Requests", code="429", platform=self.platform,
-                                 retry_after=retry_after or 1.0)
+                                 retry_after=retry_after)
         if status >= 500 or status == 408:
             raise TransientError(f"HTTP {status}", code=str(status), platform=self.platform,
                                  retry_after=parse_retry_after(response.headers.get("Retry-After")))

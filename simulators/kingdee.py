@@ -30,6 +30,25 @@ Protocol modelled (sources, all public):
   not the ``F`` field keys the Save model uses.
 * Sessions end after ``session_ttl_s`` seconds without a call (an idle timeout, 20 minutes by
   default as on real servers); the next business call is then answered MsgCode 1.
+* Status operations (``Submit``, ``Audit``, ``UnAudit``, ``CancelAssign`` 撤销, ``Delete`` and
+  ``ExcuteOperation`` -- spelled so in the official SDKs -- with ``opNumber`` ``Cancel`` 作废 /
+  ``UnCancel`` 反作废 / ``BillClose`` 整单关闭 / ``UnBillClose`` 反关闭) take
+  ``{"formid", "data": {"Numbers": [...], "Ids": "1,2"}}`` (``ExcuteOperation`` also ``opNumber``)
+  or the positional ``parameters`` form, and answer the Save envelope: ``SuccessEntitys`` for the
+  bills that passed, ``Errors`` (``DIndex`` = position) for those that did not, ``IsSuccess`` only
+  when all passed. Sources: the K3Cloud WebAPI 接口说明书 V2.0 (5.1.5-5.1.8 Submit/Audit/UnAudit/
+  Delete), the official SDKs' ``CancelAssign``/``ExcuteOperation`` methods, and the Kingdee
+  community article "K/3Cloud WebAPI 调用任意操作实现方案" (vip.kingdee.com/article/34018: void
+  with ``ExcuteOperation`` ``Cancel``, whole-bill close with the bill's close operation).
+  Status rules (FDocumentStatus Z 暂存, A 创建, B 审核中, C 已审核, D 重新审核; FCancelStatus
+  and FCloseStatus A = no, B = yes): Submit Z/A/D -> B; Audit B -> C; UnAudit C -> D, refused
+  while downstream bills exist (下推 to 发货通知单 and so on; ``add_downstream``) or the bill is
+  closed; CancelAssign B -> A (D when it had been audited before); Delete only Z/A/D and no
+  downstream bills (an audited bill must be un-audited first); Cancel only Z/A/D; BillClose only
+  C. The refusal texts are the simulator's own (``# sim text``), MsgCode 11.
+* ``session_max_calls`` (not a documented server behaviour, a stress option): a session ends
+  after that many business calls, like gateways that recycle sessions; with many concurrent
+  orders sharing one session this makes "lost right after a fresh login" routine.
 * Faults (``FaultConfig``) hit the business services (Save, View, ExecuteBillQuery), not login.
   K3Cloud has no HTTP 429; the throttle fault therefore answers ``MsgCode 14`` (调用限制) by
   default, or an HTTP 429 with ``Retry-After`` when ``throttle_style="http429"``. The
@@ -70,6 +89,17 @@ SVC_LOGOUT = "authservice.logout"
 SVC_SAVE = "dynamicformservice.save"
 SVC_VIEW = "dynamicformservice.view"
 SVC_QUERY = "dynamicformservice.executebillquery"
+SVC_SUBMIT = "dynamicformservice.submit"
+SVC_AUDIT = "dynamicformservice.audit"
+SVC_UNAUDIT = "dynamicformservice.unaudit"
+SVC_DELETE = "dynamicformservice.delete"
+SVC_CANCEL_ASSIGN = "dynamicformservice.cancelassign"
+SVC_EXCUTE_OPERATION = "dynamicformservice.excuteoperation"  # sic, the official SDKs' spelling
+SVC_EXECUTE_OPERATION = "dynamicformservice.executeoperation"  # newer SDKs' spelling
+
+# FDocumentStatus values
+STATUS_DRAFT, STATUS_CREATED, STATUS_AUDITING, STATUS_AUDITED, STATUS_REAUDIT = "Z", "A", "B", "C", "D"
+NOT_AUDITED = {STATUS_DRAFT, STATUS_CREATED, STATUS_REAUDIT}
 
 SESSION_COOKIE = "kdservice-sessionid"
 ASPNET_COOKIE = "ASP.NET_SessionId"
@@ -169,6 +199,10 @@ class SaleOrder:
     status: str
     created_at: datetime
     modified_at: datetime
+    cancel_status: str = "A"  # FCancelStatus: B = voided (作废)
+    close_status: str = "A"  # FCloseStatus: B = closed (整单关闭)
+    was_audited: bool = False  # decides where CancelAssign goes back to (A, or D after an audit)
+    downstream: list[str] | None = None  # bill numbers pushed from this one (发货通知单 ...)
 
     @property
     def all_amount(self) -> Decimal:
@@ -189,6 +223,7 @@ class Session:
     acct_id: str
     username: str
     last_seen: float
+    calls: int = 0
 
 
 @dataclass
@@ -206,6 +241,13 @@ class Counters:
     lost_responses: int = 0
     throttled: int = 0
     errors_5xx: int = 0
+    submit_calls: int = 0
+    audit_calls: int = 0
+    unaudit_calls: int = 0
+    delete_calls: int = 0
+    cancel_assign_calls: int = 0
+    operation_calls: int = 0
+    operations_refused: int = 0
 
 
 class BusinessError(Exception):
@@ -388,6 +430,8 @@ SALE_ORDER_FIELDS: dict[str, QueryField] = {
     "fbillno": QueryField(lambda b, _l: b.number),
     "fdate": QueryField(lambda b, _l: b.bill_date),
     "fdocumentstatus": QueryField(lambda b, _l: b.status),
+    "fcancelstatus": QueryField(lambda b, _l: b.cancel_status),
+    "fclosestatus": QueryField(lambda b, _l: b.close_status),
     "fnote": QueryField(lambda b, _l: b.note),
     "fsalerid.fnumber": QueryField(lambda b, _l: b.saler),
     "fbillallamount": QueryField(lambda b, _l: b.all_amount),
@@ -613,7 +657,8 @@ def _as_masters(items: Iterable[str] | Mapping[str, str], first_id: int, label: 
 
 
 class KingdeeSimulator:
-    """K3Cloud WebAPI simulator (login, Save, View, ExecuteBillQuery for SAL_SaleOrder).
+    """K3Cloud WebAPI simulator (login, Save, View, ExecuteBillQuery and the status operations
+    Submit, Audit, UnAudit, CancelAssign, Delete, ExcuteOperation for SAL_SaleOrder).
 
     ``.app`` is the ASGI app; run it with ``BackgroundServer`` or test it with
     ``httpx.ASGITransport``. All state is in memory and guarded by a lock, because ``state()`` is
@@ -633,6 +678,7 @@ class KingdeeSimulator:
         orgs: Iterable[str] | Mapping[str, str] = ("100",),
         seed: int = 7,
         session_ttl_s: float = 1200.0,
+        session_max_calls: int | None = None,
         unique_bill_no: bool = True,
         faults: FaultConfig | None = None,
         throttle_style: Literal["msgcode", "http429"] = "msgcode",
@@ -644,6 +690,7 @@ class KingdeeSimulator:
         self.app_id = app_id
         self.app_secret = app_secret
         self.session_ttl_s = session_ttl_s
+        self.session_max_calls = session_max_calls
         self.unique_bill_no = unique_bill_no
         self.throttle_style = throttle_style
         self._clock = clock
@@ -659,6 +706,7 @@ class KingdeeSimulator:
         self.bill_types = {n.lower(): MasterRecord(f"bt-{n.lower()}", n, name) for n, name in BILL_TYPES.items()}
         self.sessions: dict[str, Session] = {}
         self.orders: list[SaleOrder] = []
+        self.deleted: list[SaleOrder] = []
         self.counters = Counters()
         self._next_id = 100001
         self._next_entry_id = 100001
@@ -678,6 +726,10 @@ class KingdeeSimulator:
                 "bills": {number: self._bill_summary(orders) for number, orders in by_number.items()},
                 "duplicates": sum(len(orders) - 1 for orders in by_number.values()),
                 "active_sessions": len(self.sessions),
+                "live_sales_orders": self._live_count(),
+                "deleted_numbers": [o.number for o in self.deleted],
+                "cancelled_numbers": [o.number for o in self.orders if o.cancel_status == "B"],
+                "closed_numbers": [o.number for o in self.orders if o.close_status == "B"],
                 **vars(self.counters),
                 "faults_injected": dict(self.faults.injected),
             }
@@ -686,6 +738,69 @@ class KingdeeSimulator:
         """Swap the fault configuration (re-seeds the injector so runs stay replayable)."""
         with self._lock:
             self.faults.reconfigure(config)
+
+    # --- accessors and set-up helpers for tests and the demo ---------------------------------------
+
+    def _order(self, number: str) -> SaleOrder | None:
+        wanted = number.lower()
+        return next((o for o in self.orders if o.number.lower() == wanted), None)
+
+    def bill_status(self, number: str) -> str | None:
+        """FDocumentStatus (Z/A/B/C/D) of the bill, or None when there is none (never, or deleted)."""
+        with self._lock:
+            order = self._order(number)
+            return order.status if order else None
+
+    def bill_state(self, number: str) -> dict[str, str] | None:
+        """``{"FDocumentStatus", "FCancelStatus", "FCloseStatus"}`` of the bill, None when absent."""
+        with self._lock:
+            order = self._order(number)
+            if order is None:
+                return None
+            return {"FDocumentStatus": order.status, "FCancelStatus": order.cancel_status,
+                    "FCloseStatus": order.close_status}
+
+    def deleted_numbers(self) -> list[str]:
+        """Bill numbers removed by Delete, in the order they were deleted."""
+        with self._lock:
+            return [o.number for o in self.deleted]
+
+    def cancelled_numbers(self) -> list[str]:
+        """Bill numbers voided (作废, FCancelStatus B) and still stored."""
+        with self._lock:
+            return [o.number for o in self.orders if o.cancel_status == "B"]
+
+    def closed_numbers(self) -> list[str]:
+        """Bill numbers closed as a whole (整单关闭, FCloseStatus B)."""
+        with self._lock:
+            return [o.number for o in self.orders if o.close_status == "B"]
+
+    def live_sales_orders(self) -> int:
+        """Stored sales orders that are neither voided nor closed (deleted ones are gone)."""
+        with self._lock:
+            return self._live_count()
+
+    def _live_count(self) -> int:
+        return sum(1 for o in self.orders if o.cancel_status != "B" and o.close_status != "B")
+
+    def set_bill_status(self, number: str, status: str) -> None:
+        """Put a bill in a document status directly (as if people submitted/audited it in the UI)."""
+        if status not in {STATUS_DRAFT, STATUS_CREATED, STATUS_AUDITING, STATUS_AUDITED, STATUS_REAUDIT}:
+            raise ValueError(f"unknown FDocumentStatus {status!r}")
+        with self._lock:
+            order = self._order(number)
+            if order is None:
+                raise KeyError(number)
+            order.status = status
+            order.was_audited = order.was_audited or status in {STATUS_AUDITED, STATUS_REAUDIT}
+
+    def add_downstream(self, number: str, downstream_number: str = "") -> None:
+        """Record a bill pushed from this one (e.g. a 发货通知单): UnAudit and Delete are then refused."""
+        with self._lock:
+            order = self._order(number)
+            if order is None:
+                raise KeyError(number)
+            order.downstream = [*(order.downstream or []), downstream_number or f"FHTZD{order.id}"]
 
     def expire_sessions(self) -> int:
         """Drop every session, as an IIS recycle would; returns how many were dropped."""
@@ -760,6 +875,13 @@ class KingdeeSimulator:
             SVC_SAVE: self._save,
             SVC_VIEW: self._view,
             SVC_QUERY: self._query,
+            SVC_SUBMIT: lambda b: self._status_operation(SVC_SUBMIT, b),
+            SVC_AUDIT: lambda b: self._status_operation(SVC_AUDIT, b),
+            SVC_UNAUDIT: lambda b: self._status_operation(SVC_UNAUDIT, b),
+            SVC_DELETE: lambda b: self._status_operation(SVC_DELETE, b),
+            SVC_CANCEL_ASSIGN: lambda b: self._status_operation(SVC_CANCEL_ASSIGN, b),
+            SVC_EXCUTE_OPERATION: lambda b: self._status_operation(SVC_EXCUTE_OPERATION, b),
+            SVC_EXECUTE_OPERATION: lambda b: self._status_operation(SVC_EXCUTE_OPERATION, b),
         }
         handler = handlers.get(name)
         if handler is None:
@@ -812,6 +934,10 @@ class KingdeeSimulator:
             if now - session.last_seen > self.session_ttl_s:
                 del self.sessions[sid]
                 return None
+            if self.session_max_calls is not None and session.calls >= self.session_max_calls:
+                del self.sessions[sid]  # used up: this call and every later one see "session lost"
+                return None
+            session.calls += 1
             session.last_seen = now  # idle timeout: each call keeps the session alive
             return session
 
@@ -1008,7 +1134,7 @@ class KingdeeSimulator:
             number = self.auto_number()
         order = self._assemble(number, draft, existing)
         if as_bool(ci_get(data, "IsAutoSubmitAndAudit"), False):
-            order.status = "C"
+            order.status, order.was_audited = STATUS_AUDITED, True
         if existing is None:
             self.orders.append(order)
         else:
@@ -1114,6 +1240,139 @@ class KingdeeSimulator:
                 return order
         # sim text: MsgCode 10 is the documented "未找到对应数据"; the message is the simulator's own
         raise BusinessError(MsgCode.DATA_NOT_FOUND, [error_entry("数据不存在或已被删除！")])
+
+    # --- status operations: Submit, Audit, UnAudit, CancelAssign, Delete, ExcuteOperation ----------
+
+    OPERATIONS = ("cancel", "uncancel", "billclose", "unbillclose")
+
+    def _status_operation(self, service: str, body: Any) -> Response:
+        """Apply one operation to every bill named by ``Ids``/``Numbers``; see the module docstring."""
+        counter = {SVC_SUBMIT: "submit_calls", SVC_AUDIT: "audit_calls", SVC_UNAUDIT: "unaudit_calls",
+                   SVC_DELETE: "delete_calls", SVC_CANCEL_ASSIGN: "cancel_assign_calls",
+                   SVC_EXCUTE_OPERATION: "operation_calls"}[service]
+        setattr(self.counters, counter, getattr(self.counters, counter) + 1)
+        try:
+            if service == SVC_EXCUTE_OPERATION:
+                form_id, op_number, data = self._operation_args(body)
+            else:
+                (form_id, data), op_number = self._form_and_data(body), ""
+            self._require_form(form_id, [SALE_ORDER_FORM])
+            targets = self._targets(data if isinstance(data, dict) else {})
+        except BusinessError as exc:
+            return self._failure(service, exc.msg_code, exc.errors)
+        except (ValueError, TypeError):
+            return self._failure(service, MsgCode.PARAMETER, [error_entry("data 参数不是合法的 JSON")])
+        successes: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        codes: list[MsgCode] = []
+        for index, (label, order) in enumerate(targets):
+            try:
+                if order is None:
+                    # sim text: MsgCode 10 is the documented "no matching data"
+                    raise BusinessError(MsgCode.DATA_NOT_FOUND, [error_entry(f"单据“{label}”不存在或已被删除")])
+                self._apply(service, op_number, order)
+                successes.append({"Id": order.id, "Number": order.number, "DIndex": index})
+            except BusinessError as exc:
+                codes.append(exc.msg_code)
+                errors.extend({**e, "DIndex": index} for e in exc.errors)
+        if errors:
+            self.counters.operations_refused += 1
+        status = response_status(success=not errors, msg_code=codes[0] if codes else MsgCode.DEFAULT,
+                                 errors=errors, success_entities=successes)
+        return json_response({"Result": {"ResponseStatus": status}})
+
+    @staticmethod
+    def _operation_args(body: Any) -> tuple[Any, str, Any]:
+        """``{"formid", "opNumber", "data"}`` (SDK) or ``{"parameters": [formid, opNumber, data]}``."""
+        if isinstance(body, dict) and ci_has(body, "parameters"):
+            params = maybe_json(ci_get(body, "parameters"))
+            if isinstance(params, list) and len(params) >= 3:
+                return params[0], str(params[1] or ""), maybe_json(params[2])
+            raise BusinessError(MsgCode.PARAMETER, [error_entry("parameters 参数格式不正确")])  # sim text
+        if isinstance(body, dict):
+            return ci_get(body, "formid"), str(ci_get(body, "opNumber") or ""), maybe_json(ci_get(body, "data"))
+        raise BusinessError(MsgCode.PARAMETER, [error_entry("请求数据包不是合法的 JSON 对象")])  # sim text
+
+    def _targets(self, data: dict[str, Any]) -> list[tuple[str, SaleOrder | None]]:
+        """Bills named by ``Ids`` ("1,2" or a list; wins when given) or ``Numbers`` (a list)."""
+        raw_ids = ci_get(data, "Ids")
+        ids = [str(i).strip() for i in (raw_ids if isinstance(raw_ids, list) else str(raw_ids or "").split(","))]
+        ids = [i for i in ids if i and i != "0"]
+        if ids:
+            by_id = {str(o.id): o for o in self.orders}
+            return [(i, by_id.get(i)) for i in ids]
+        numbers = ci_get(data, "Numbers") or []
+        numbers = [numbers] if isinstance(numbers, str) else numbers
+        numbers = [str(n).strip() for n in numbers if str(n).strip()]
+        if not numbers:
+            raise BusinessError(MsgCode.PARAMETER, [error_entry("单据编码或内码不能同时为空")])  # sim text
+        return [(n, self._order(n)) for n in numbers]
+
+    def _apply(self, service: str, op_number: str, order: SaleOrder) -> None:
+        """One bill through one operation, by the status rules; raises BusinessError when refused."""
+
+        def refuse(message: str) -> BusinessError:
+            return BusinessError(MsgCode.VALIDATION, [error_entry(f"单据编号为“{order.number}”的单据，{message}")])
+
+        status, voided, closed = order.status, order.cancel_status == "B", order.close_status == "B"
+        if service == SVC_SUBMIT:
+            if status not in NOT_AUDITED or voided:
+                raise refuse("当前状态不允许提交。")  # sim text
+            order.status = STATUS_AUDITING
+        elif service == SVC_AUDIT:
+            if status != STATUS_AUDITING:
+                raise refuse("不是审核中状态，不允许审核。")  # sim text
+            order.status, order.was_audited = STATUS_AUDITED, True
+        elif service == SVC_UNAUDIT:
+            if status != STATUS_AUDITED:
+                raise refuse("不是已审核状态，不允许反审核。")  # sim text
+            if closed:
+                raise refuse("已关闭，不允许反审核。")  # sim text
+            if order.downstream:
+                raise refuse(f"已经存在下游单据（{'、'.join(order.downstream)}），不允许反审核。")  # sim text
+            order.status = STATUS_REAUDIT
+        elif service == SVC_CANCEL_ASSIGN:
+            if status != STATUS_AUDITING:
+                raise refuse("不是审核中状态，不允许撤销。")  # sim text
+            order.status = STATUS_REAUDIT if order.was_audited else STATUS_CREATED
+        elif service == SVC_DELETE:
+            if status not in NOT_AUDITED:
+                raise refuse("是审核中或已审核状态，不允许删除。")  # sim text
+            if order.downstream:
+                raise refuse("已经存在下游单据，不允许删除。")  # sim text
+            self.orders.remove(order)
+            self.deleted.append(order)
+        else:
+            self._execute_operation(op_number, order, refuse)
+        order.modified_at = datetime.now(CHINA_TZ)
+
+    def _execute_operation(
+        self, op_number: str, order: SaleOrder, refuse: Callable[[str], BusinessError]
+    ) -> None:
+        op = op_number.lower()
+        if op not in self.OPERATIONS:
+            # sim text; an unknown operation code is a server exception on real servers
+            raise BusinessError(MsgCode.EXCEPTION, [error_entry(f"业务对象上不存在编码为“{op_number}”的操作")])
+        if op == "cancel":
+            if order.cancel_status == "B":
+                raise refuse("已经作废。")  # sim text
+            if order.status not in NOT_AUDITED:
+                raise refuse("是审核中或已审核状态，不允许作废。")  # sim text
+            order.cancel_status = "B"
+        elif op == "uncancel":
+            if order.cancel_status != "B":
+                raise refuse("没有作废，不需要反作废。")  # sim text
+            order.cancel_status = "A"
+        elif op == "billclose":
+            if order.status != STATUS_AUDITED:
+                raise refuse("不是已审核状态，不允许整单关闭。")  # sim text
+            if order.close_status == "B":
+                raise refuse("已经关闭。")  # sim text
+            order.close_status = "B"
+        else:
+            if order.close_status != "B":
+                raise refuse("没有关闭，不需要反关闭。")  # sim text
+            order.close_status = "A"
 
     # --- ExecuteBillQuery ---------------------------------------------------------------------------
 
@@ -1432,6 +1691,8 @@ def view_bill(order: SaleOrder) -> dict[str, Any]:
         "Id": order.id,
         "BillNo": order.number,
         "DocumentStatus": order.status,
+        "CancelStatus": order.cancel_status,
+        "CloseStatus": order.close_status,
         "Date": render_date(order.bill_date),
         "Note": order.note,
         "BillTypeID_Id": order.bill_type.id,

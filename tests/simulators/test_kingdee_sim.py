@@ -382,3 +382,120 @@ async def test_save_with_fid_updates_the_bill(client: httpx.AsyncClient, sim: Ki
     assert sim.state()["sales_orders"] == 1 and sim.state()["bills"]["TD-SO-0300"]["FNote"] == "changed"
     missing = status_of((await save(client, model("TD-SO-0301", FID=999))).json())
     assert missing["MsgCode"] == 10
+
+
+# --- status operations: Submit / Audit / UnAudit / CancelAssign / Delete / ExcuteOperation -------------
+
+SUBMIT = STUB + "DynamicFormService.Submit.common.kdsvc"
+AUDIT = STUB + "DynamicFormService.Audit.common.kdsvc"
+UNAUDIT = STUB + "DynamicFormService.UnAudit.common.kdsvc"
+DELETE = STUB + "DynamicFormService.Delete.common.kdsvc"
+CANCEL_ASSIGN = STUB + "DynamicFormService.CancelAssign.common.kdsvc"
+OPERATION = STUB + "DynamicFormService.ExcuteOperation.common.kdsvc"
+
+
+async def op(client: httpx.AsyncClient, path: str, *, op_number: str | None = None, **data: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"formid": "SAL_SaleOrder", "data": {"CreateOrgId": 0, "Numbers": [], "Ids": "", **data}}
+    if op_number is not None:
+        body["opNumber"] = op_number
+    resp = await client.post(path, json=body)
+    assert resp.status_code == 200
+    return status_of(resp.json())
+
+
+async def test_submit_audit_unaudit_delete_lifecycle(client: httpx.AsyncClient, sim: KingdeeSimulator) -> None:
+    await login(client)
+    bill_id = (await save(client, model("TD-SO-0400"))).json()["Result"]["Id"]
+    assert sim.bill_status("TD-SO-0400") == "A"
+    assert (await op(client, SUBMIT, Numbers=["TD-SO-0400"]))["IsSuccess"] is True
+    assert sim.bill_status("TD-SO-0400") == "B"
+    refused = await op(client, DELETE, Numbers=["TD-SO-0400"])  # in approval: not deletable
+    assert refused["IsSuccess"] is False and refused["MsgCode"] == 11 and refused["Errors"][0]["DIndex"] == 0
+    assert (await op(client, AUDIT, Ids=str(bill_id)))["IsSuccess"] is True
+    assert sim.bill_status("TD-SO-0400") == "C"
+    assert (await op(client, DELETE, Ids=str(bill_id)))["IsSuccess"] is False  # audited: UnAudit first
+    unaudit = await op(client, UNAUDIT, Ids=str(bill_id))
+    assert unaudit["IsSuccess"] is True
+    assert unaudit["SuccessEntitys"] == [{"Id": bill_id, "Number": "TD-SO-0400", "DIndex": 0}]
+    assert sim.bill_status("TD-SO-0400") == "D"
+    assert (await op(client, DELETE, Numbers=["TD-SO-0400"]))["IsSuccess"] is True
+    assert sim.bill_status("TD-SO-0400") is None and sim.deleted_numbers() == ["TD-SO-0400"]
+    gone = await op(client, DELETE, Numbers=["TD-SO-0400"])
+    assert gone["IsSuccess"] is False and gone["MsgCode"] == 10
+    state = sim.state()
+    assert state["sales_orders"] == 0 and state["live_sales_orders"] == 0 and state["delete_calls"] == 4
+
+
+async def test_cancel_assign_returns_to_created_or_reaudit(client: httpx.AsyncClient, sim: KingdeeSimulator) -> None:
+    await login(client)
+    await save(client, model("TD-SO-0410"))
+    await op(client, SUBMIT, Numbers=["TD-SO-0410"])
+    assert (await op(client, CANCEL_ASSIGN, Numbers=["TD-SO-0410"]))["IsSuccess"] is True
+    assert sim.bill_status("TD-SO-0410") == "A"
+    assert (await op(client, CANCEL_ASSIGN, Numbers=["TD-SO-0410"]))["IsSuccess"] is False  # not in approval
+    sim.set_bill_status("TD-SO-0410", "D")  # audited once, un-audited, submitted again
+    sim.set_bill_status("TD-SO-0410", "B")
+    await op(client, CANCEL_ASSIGN, Numbers=["TD-SO-0410"])
+    assert sim.bill_status("TD-SO-0410") == "D"
+
+
+async def test_downstream_bill_blocks_unaudit_and_delete(client: httpx.AsyncClient, sim: KingdeeSimulator) -> None:
+    await login(client)
+    await save(client, model("TD-SO-0420"), IsAutoSubmitAndAudit=True)
+    sim.add_downstream("TD-SO-0420", "FHTZD000001")
+    refused = await op(client, UNAUDIT, Numbers=["TD-SO-0420"])
+    assert refused["IsSuccess"] is False and "FHTZD000001" in refused["Errors"][0]["Message"]
+    assert sim.bill_status("TD-SO-0420") == "C"
+    # void (作废) is only for bills that are not audited; a whole-bill close is what is left
+    assert (await op(client, OPERATION, op_number="Cancel", Numbers=["TD-SO-0420"]))["IsSuccess"] is False
+    assert (await op(client, OPERATION, op_number="BillClose", Numbers=["TD-SO-0420"]))["IsSuccess"] is True
+    assert sim.bill_state("TD-SO-0420") == {"FDocumentStatus": "C", "FCancelStatus": "A", "FCloseStatus": "B"}
+    assert sim.closed_numbers() == ["TD-SO-0420"] and sim.live_sales_orders() == 0
+    again = await op(client, OPERATION, op_number="BillClose", Numbers=["TD-SO-0420"])
+    assert again["IsSuccess"] is False
+    assert (await op(client, OPERATION, op_number="UnBillClose", Numbers=["TD-SO-0420"]))["IsSuccess"] is True
+
+
+async def test_void_operation_and_query_of_cancel_status(client: httpx.AsyncClient, sim: KingdeeSimulator) -> None:
+    await login(client)
+    await save(client, model("TD-SO-0430"))
+    await save(client, model("TD-SO-0431"))
+    # positional form, as the older clients send it
+    body = {"parameters": ["SAL_SaleOrder", "Cancel", json.dumps({"Numbers": ["TD-SO-0430", "NOPE"]})]}
+    st = status_of((await client.post(OPERATION, json=body)).json())
+    assert st["IsSuccess"] is False  # one of the two failed ...
+    assert [e["Number"] for e in st["SuccessEntitys"]] == ["TD-SO-0430"]  # ... the other one passed
+    assert st["Errors"][0]["DIndex"] == 1 and st["MsgCode"] == 10
+    assert sim.cancelled_numbers() == ["TD-SO-0430"] and sim.live_sales_orders() == 1
+    rows = (await client.post(QUERY, json={"data": {
+        "FormId": "SAL_SaleOrder", "FieldKeys": "FBillNo,FDocumentStatus,FCancelStatus,FCloseStatus",
+        "FilterString": "FCancelStatus='B'"}})).json()
+    assert rows == [["TD-SO-0430", "A", "B", "A"]]
+    view = (await client.post(VIEW, json={"formid": "SAL_SaleOrder", "data": {"Number": "TD-SO-0430"}})).json()
+    assert view["Result"]["Result"]["CancelStatus"] == "B"
+    unknown = await op(client, OPERATION, op_number="Explode", Numbers=["TD-SO-0431"])
+    assert unknown["IsSuccess"] is False and unknown["MsgCode"] == 4
+    newer = await client.post(
+        STUB + "DynamicFormService.ExecuteOperation.common.kdsvc",
+        json={"formid": "SAL_SaleOrder", "opNumber": "Cancel", "data": {"Numbers": ["TD-SO-0431"]}},
+    )
+    assert status_of(newer.json())["IsSuccess"] is True
+
+
+async def test_status_operations_need_a_session_and_bill_names(client: httpx.AsyncClient) -> None:
+    assert (await op(client, DELETE, Numbers=["X"]))["MsgCode"] == 1
+    await login(client)
+    assert (await op(client, DELETE))["MsgCode"] == 8
+
+
+async def test_session_ends_after_max_calls() -> None:
+    sim = make_sim(session_max_calls=2)
+    async with client_for(sim) as client:
+        await login(client)
+        assert status_of((await save(client, model("M-1"))).json())["IsSuccess"] is True
+        assert status_of((await save(client, model("M-2"))).json())["IsSuccess"] is True
+        assert status_of((await save(client, model("M-3"))).json())["MsgCode"] == 1
+        assert status_of((await save(client, model("M-3"))).json())["MsgCode"] == 1  # the session is gone
+        await login(client)
+        assert status_of((await save(client, model("M-3"))).json())["IsSuccess"] is True
+    assert sim.state()["sales_orders"] == 3 and sim.state()["session_lost_responses"] == 2

@@ -91,3 +91,83 @@ def test_time_windows_cover_range_without_gaps() -> None:
     assert len(windows) == 3
     assert windows[0][0] == start and windows[-1][1] == start + timedelta(hours=60)
     assert all(a[1] == b[0] for a, b in zip(windows, windows[1:], strict=False))
+
+
+# --- Temporal owns long waits: the client only sleeps out short ones ---------------------------------
+
+
+@respx.mock
+async def test_long_retry_after_raises_at_once_with_retry_after() -> None:
+    import time
+
+    route = respx.get("http://x.test/a").mock(return_value=httpx.Response(429, headers={"Retry-After": "300"}))
+    client = ApiClient("p", "http://x.test", retry=RetryPolicy(attempts=4, max_elapsed_s=60, max_s=10))
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as info:
+        await client.request("GET", "/a")
+    assert time.monotonic() - started < 1.0
+    assert route.call_count == 1  # not retried: a 300 s wait is Temporal's job
+    assert info.value.retry_after == pytest.approx(300, abs=1)
+    assert info.value.platform == "p" and info.value.retryable
+    app_err = info.value.to_application_error()
+    assert not app_err.non_retryable and app_err.next_retry_delay.total_seconds() == pytest.approx(300, abs=1)
+
+
+@respx.mock
+async def test_requests_during_a_long_ban_fail_fast_without_calling_out() -> None:
+    import time
+
+    route = respx.get("http://x.test/a").mock(return_value=httpx.Response(429, headers={"Retry-After": "300"}))
+    other = respx.get("http://x.test/b").mock(return_value=httpx.Response(200, json={}))
+    client = ApiClient("p", "http://x.test", retry=RetryPolicy(attempts=4, max_elapsed_s=60, max_s=10))
+    with pytest.raises(ThrottledError):
+        await client.request("GET", "/a")
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as info:
+        await client.request("GET", "/b")
+    assert time.monotonic() - started < 0.5
+    assert other.call_count == 0 and route.call_count == 1
+    assert 295 < info.value.retry_after <= 300 and info.value.platform == "p"
+    assert client.limiter.ban_remaining() > 295
+
+
+@respx.mock
+async def test_short_retry_after_is_slept_out_and_succeeds() -> None:
+    import time
+
+    route = respx.get("http://x.test/a").mock(
+        side_effect=[httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200, json={"ok": 1})])
+    client = ApiClient("p", "http://x.test", retry=RetryPolicy(attempts=3, max_elapsed_s=30, max_s=5))
+    started = time.monotonic()
+    resp = await client.request("GET", "/a")
+    assert resp.json() == {"ok": 1} and route.call_count == 2
+    assert time.monotonic() - started >= 0.9  # the limiter and tenacity honoured the 1 s
+
+
+@respx.mock
+async def test_retry_after_beyond_remaining_elapsed_budget_is_not_slept() -> None:
+    route = respx.get("http://x.test/a").mock(return_value=httpx.Response(503, headers={"Retry-After": "8"}))
+    client = ApiClient("p", "http://x.test", retry=RetryPolicy(attempts=4, max_elapsed_s=5, max_s=10))
+    with pytest.raises(TransientError) as info:
+        await client.request("GET", "/a")
+    assert route.call_count == 1 and info.value.retry_after == 8.0
+
+
+async def test_limiter_fails_fast_on_long_ban_and_waits_short_one() -> None:
+    import time
+
+    limiter = RateLimiter(None)
+    limiter.penalize(120)
+    with pytest.raises(ThrottledError) as info:
+        await limiter.acquire(max_wait_s=10)
+    assert 119 < info.value.retry_after <= 120
+    short = RateLimiter(None)
+    short.penalize(0.05)
+    started = time.monotonic()
+    await short.acquire(max_wait_s=10)
+    assert time.monotonic() - started >= 0.04
+
+
+def test_wait_budget() -> None:
+    policy = RetryPolicy(max_elapsed_s=60, max_s=10)
+    assert policy.wait_budget(0) == 10 and policy.wait_budget(55) == 5 and policy.wait_budget(70) == 0

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from typing import Any
 
 import httpx
 import pytest
 import respx
 
-from connectors.base import CreateResult
-from connectors.errors import AuthError, ConfigurationError, InvalidRequestError, TransientError
+from connectors.base import CancelResult, CreateResult
+from connectors.errors import (
+    AuthError,
+    ConfigurationError,
+    InvalidRequestError,
+    SessionExpiredError,
+    ThrottledError,
+    TransientError,
+)
 from connectors.http import RetryPolicy
 from connectors.kingdee import KingdeeConnector
+from simulators.faults import FaultConfig
+from simulators.kingdee import KingdeeSimulator
 
 BASE = "http://k3.example.com/k3cloud/"
 PASSWORD = "pw-Secret-123"
@@ -217,14 +228,49 @@ async def test_session_lost_relogs_in_and_retries_once(k3):
     assert k3.ops()[2:] == ["ExecuteBillQuery", "ExecuteBillQuery", "Save"]  # lost, re-login, retried
 
 
-async def test_session_lost_right_after_login_is_auth_error(k3):
+async def test_session_lost_right_after_login_is_retryable_session_expired(k3):
+    """An ERP that ends every session at once is a transient condition, not bad credentials."""
     conn = make_connector()
-    original = k3._session_ok
     k3._session_ok = lambda request: False
-    with pytest.raises(AuthError):
+    with pytest.raises(SessionExpiredError) as info:
         await conn.create_sales_document(model(), "TD-0007")
-    assert len(k3.logins) == 2  # first login, one re-login, then gave up
-    k3._session_ok = original
+    assert info.value.retryable and not info.value.to_application_error().non_retryable
+    # 3 operation attempts x (session_attempts sends, one re-login between two sends) + the first login
+    assert len(k3.logins) == 1 + 3 * (conn.session_attempts - 1)
+    assert k3.bills == {}
+
+
+async def test_concurrent_calls_on_a_lost_session_share_one_relogin(k3):
+    conn = make_connector()
+    await conn.create_sales_document(model(), "TD-0100")
+    k3.valid_sessions.clear()  # the server forgot the session every caller holds
+    results = await asyncio.gather(*(conn.get_sales_document("TD-0100") for _ in range(12)))
+    assert all(r == {"Id": 100001, "BillNo": "TD-0100"} for r in results)
+    assert len(k3.logins) == 2  # single-flight: one re-login for twelve callers
+
+
+async def test_relogin_rejected_for_credentials_is_auth_error(k3):
+    conn = make_connector()
+    await conn.create_sales_document(model(), "TD-0101")
+    k3.valid_sessions.clear()
+    conn.secrets = conn.Secrets.model_validate({"password": "rotated-away-000"})
+    with pytest.raises(AuthError) as info:
+        await conn.get_sales_document("TD-0101")
+    assert not info.value.retryable and len(k3.logins) == 2
+
+
+async def test_login_keeps_the_old_session_until_the_new_one_exists(k3):
+    """A re-login never leaves other calls without a session: nothing is cleared before it succeeds."""
+    conn = make_connector()
+    await conn.create_sales_document(model(), "TD-0102")
+    before = conn._session
+    k3.valid_sessions.clear()
+    conn.secrets = conn.Secrets.model_validate({"password": "rotated-away-000"})
+    with pytest.raises(AuthError):
+        await conn.get_sales_document("TD-0102")
+    assert conn._session is before  # the failed login took nothing away
+    k3.valid_sessions.add(before.session_id)  # e.g. the server had only hiccuped
+    assert await conn.get_sales_document("TD-0102") == {"Id": 100001, "BillNo": "TD-0102"}
 
 
 async def test_bad_password_is_auth_error_without_secret(k3):
@@ -303,3 +349,156 @@ def test_credentials_validation_and_describe():
     assert described["capabilities"] == ["sales_documents"]
     dumped = json.dumps(described) + repr(conn.secrets) + repr(conn.settings)
     assert PASSWORD not in dumped and APPSECRET not in dumped
+
+
+# --- against the K3Cloud simulator (an independent reading of the protocol) ----------------------------
+
+SIM_BASE = "http://k3.sim/k3cloud/"
+
+
+def make_sim(**kwargs: Any) -> KingdeeSimulator:
+    return KingdeeSimulator("6600aabbcc", "api_user", PASSWORD, materials=["SKU-A"], customers=["CUST0001"], **kwargs)
+
+
+def sim_connector(sim: KingdeeSimulator, **settings: Any) -> KingdeeConnector:
+    conn = make_connector(settings={"base_url": SIM_BASE, **settings})
+    conn.api.transport = httpx.ASGITransport(app=sim.app)
+    return conn
+
+
+async def test_40_concurrent_creates_with_sessions_ending_after_a_few_calls():
+    """Many orders share one session and the ERP ends sessions after 5 calls: every order lands."""
+    # a little latency keeps many calls in flight at once, so one session ending hits several of them
+    sim = make_sim(session_max_calls=5, faults=FaultConfig(latency_ms=3))
+    conn = sim_connector(sim)
+    conn.retry = RetryPolicy(attempts=4, max_elapsed_s=30, initial_s=0.001, max_s=0.01)
+    numbers = [f"TD-C{i:03d}" for i in range(40)]
+    results = await asyncio.gather(*(conn.create_sales_document(model(), n) for n in numbers),
+                                   return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == []
+    state = sim.state()
+    assert state["sales_orders"] == 40 and state["duplicates"] == 0 and sorted(state["bills"]) == numbers
+    assert state["session_lost_responses"] > 0  # the scenario really happened
+    # single-flight: a login per generation of lost sessions, never one per caller per loss
+    assert conn.logins == state["logins"] < state["session_lost_responses"]
+    served = state["query_calls"] + state["save_calls"]  # calls that got past the session check
+    assert state["logins"] <= served // 5 + 2  # one login per 5-call session, not one per lost caller
+    print(f"40 concurrent creates: bills={state['sales_orders']} errors={len(errors)} logins={state['logins']} "
+          f"session_lost={state['session_lost_responses']} saves={state['save_calls']} queries={state['query_calls']}")
+    await conn.aclose()
+
+
+async def test_cancel_created_bill_deletes_it_and_is_idempotent():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X001")
+    assert sim.bill_status("TD-X001") == "A"
+    first = await conn.cancel_sales_document("TD-X001", reason="buyer cancelled")
+    assert first.outcome == "cancelled" and first.done and "deleted" in first.message
+    assert sim.deleted_numbers() == ["TD-X001"] and sim.live_sales_orders() == 0
+    again = await conn.cancel_sales_document("TD-X001")
+    assert again == CancelResult(outcome="not_found", message="no SAL_SaleOrder numbered TD-X001")
+    assert (await conn.cancel_sales_document("TD-NEVER")).outcome == "not_found"
+
+
+async def test_cancel_bill_in_approval_withdraws_then_deletes():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X002")
+    sim.set_bill_status("TD-X002", "B")
+    result = await conn.cancel_sales_document("TD-X002")
+    assert result.outcome == "cancelled" and "CancelAssign" in result.message
+    assert sim.deleted_numbers() == ["TD-X002"]
+    state = sim.state()
+    assert state["cancel_assign_calls"] == 1 and state["delete_calls"] == 1
+
+
+async def test_cancel_audited_bill_unaudits_then_deletes():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X003")
+    sim.set_bill_status("TD-X003", "C")
+    result = await conn.cancel_sales_document("TD-X003")
+    assert result.outcome == "cancelled" and result.message == "un-audited, deleted"
+    assert sim.deleted_numbers() == ["TD-X003"] and sim.state()["unaudit_calls"] == 1
+
+
+async def test_cancel_audited_bill_with_downstream_bills_closes_it():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X004")
+    sim.set_bill_status("TD-X004", "C")
+    sim.add_downstream("TD-X004", "FHTZD000042")
+    result = await conn.cancel_sales_document("TD-X004")
+    assert result.outcome == "cancelled" and "整单关闭" in result.message and "FHTZD000042" in result.message
+    assert sim.closed_numbers() == ["TD-X004"] and sim.deleted_numbers() == []
+    assert sim.live_sales_orders() == 0
+    again = await conn.cancel_sales_document("TD-X004")
+    assert again.outcome == "already_cancelled" and again.done
+
+
+async def test_cancel_refused_when_no_fallback_is_configured():
+    sim = make_sim()
+    conn = sim_connector(sim, close_operation="")
+    await conn.create_sales_document(model(), "TD-X005")
+    sim.set_bill_status("TD-X005", "C")
+    sim.add_downstream("TD-X005", "FHTZD000043")
+    result = await conn.cancel_sales_document("TD-X005")
+    assert result.outcome == "refused" and not result.done
+    assert "UnAudit refused" in result.message and "FHTZD000043" in result.message
+    assert sim.bill_state("TD-X005") == {"FDocumentStatus": "C", "FCancelStatus": "A", "FCloseStatus": "A"}
+
+
+async def test_refused_delete_falls_back_to_void():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X006")
+    sim.add_downstream("TD-X006")  # not audited, but referenced: Delete is refused, 作废 is allowed
+    result = await conn.cancel_sales_document("TD-X006")
+    assert result.outcome == "cancelled" and "作废" in result.message and "Delete refused" in result.message
+    assert sim.cancelled_numbers() == ["TD-X006"] and sim.live_sales_orders() == 0
+    assert (await conn.cancel_sales_document("TD-X006")).outcome == "already_cancelled"
+    unknown_op = sim_connector(sim, void_operation="NoSuchOp")
+    await unknown_op.create_sales_document(model(), "TD-X007")
+    sim.add_downstream("TD-X007")
+    refused = await unknown_op.cancel_sales_document("TD-X007")
+    assert refused.outcome == "refused" and "NoSuchOp" in refused.message
+
+
+async def test_cancel_survives_session_loss_and_resumes_after_a_cut_short_attempt():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X008")
+    sim.set_bill_status("TD-X008", "C")
+    sim.expire_sessions()  # the session is gone before the cancel starts
+    # UnAudit went through on an earlier attempt, whose reply was lost: the bill is now D
+    sim.set_bill_status("TD-X008", "D")
+    result = await conn.cancel_sales_document("TD-X008")
+    assert result == CancelResult(outcome="cancelled", message="deleted")
+    assert sim.state()["logins"] == 2 and sim.deleted_numbers() == ["TD-X008"]
+
+
+async def test_cancel_under_sessions_ending_every_few_calls():
+    sim = make_sim(session_max_calls=2)
+    conn = sim_connector(sim)
+    for n in ("TD-X010", "TD-X011", "TD-X012"):
+        await conn.create_sales_document(model(), n)
+        sim.set_bill_status(n, "C")
+    results = await asyncio.gather(*(conn.cancel_sales_document(n) for n in ("TD-X010", "TD-X011", "TD-X012")))
+    assert [r.outcome for r in results] == ["cancelled"] * 3
+    assert sorted(sim.deleted_numbers()) == ["TD-X010", "TD-X011", "TD-X012"]
+
+
+async def test_call_limit_longer_than_the_short_budget_goes_to_temporal():
+    sim = make_sim()
+    conn = sim_connector(sim)
+    await conn.create_sales_document(model(), "TD-X020")
+    sim.set_faults(FaultConfig(throttle_rate=1.0))  # MsgCode 14: K3Cloud asks to wait ~1 s
+    started = time.monotonic()
+    with pytest.raises(ThrottledError) as info:
+        await conn.cancel_sales_document("TD-X020")  # test policy: max_s 0.005 s, so no in-process wait
+    assert time.monotonic() - started < 0.5
+    assert info.value.retry_after == 1.0 and info.value.retryable
+    assert sim.state()["throttled"] == 1
+    assert 0.5 < conn.api.limiter.ban_remaining() <= 1.0  # the whole connector pauses, as for a 429
