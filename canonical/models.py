@@ -100,10 +100,15 @@ class Buyer(_Model):
 
 
 class Receiver(_Model):
+    """Who receives the parcel. ``protected``: the values are the platform's ciphertext, masked text
+    or index (Pinduoduo, Douyin, Taobao OAID...): they are kept as the platform gave them, and the
+    activity that builds the WMS document asks the source connector for a shippable copy."""
+
     name: str
     mobile: str = ""
     phone: str = ""
     address: Address
+    protected: bool = False
 
 
 class OrderLine(_Model):

@@ -130,6 +130,8 @@ class Connector:
 
     kind: ClassVar[str]
     title: ClassVar[str] = ""
+    #: the canonical ``Channel`` value of this kind's orders (part of the business key); "" = kind
+    channel: ClassVar[str] = ""
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
     Secrets: ClassVar[type[ConnectorSecrets]] = ConnectorSecrets
     #: capability names this kind implements, e.g. {"orders", "shipments"}; filled by connector_kind
@@ -238,6 +240,21 @@ class SalesDocumentTarget:
         raise NotImplementedError
 
 
+class ReceiverSource:
+    """Capability 'receivers': the platform returns receivers encrypted or masked (Pinduoduo,
+    Douyin, JD, Taobao OAID) and documents a way to get a shippable copy (``pdd.open.decrypt.batch``,
+    ``order.batchDecrypt``...).
+
+    Called only inside the activity that builds the WMS document, never stored or logged: the
+    store keeps the platform's ciphertext or index (``Receiver.protected``).
+    """
+
+    async def shippable_receiver(self, payload: dict[str, Any]) -> dict[str, str]:
+        """Clear receiver fields for one order's raw payload: any of ``name``, ``mobile``,
+        ``phone``, ``province``, ``city``, ``district``, ``town``, ``street``, ``postal_code``."""
+        raise NotImplementedError
+
+
 class PushReceiver:
     """Capability 'push': verify and parse an inbound push on ``POST /hooks/{connector}``.
 
@@ -247,7 +264,10 @@ class PushReceiver:
       ``shipment.final`` is False for a partial confirmation (more packages follow);
     * ``{"type": "outbound_status", "order_code", "status": "cancelled"|"closed"|..., "raw_status"}``
       - the WMS cancelled or closed the outbound order;
-    * ``{"type": "order_changed", "external_id", ...}`` - a marketplace says an order changed.
+    * ``{"type": "order_changed", "external_id", "event_id", "record": RawRecord as JSON or None}`` -
+      a marketplace says an order changed (Shopify webhooks, Douyin messages...); without
+      ``record`` the engine fetches the order with ``get_order``. ``event_id`` deduplicates
+      redeliveries.
     """
 
     async def handle_push(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> PushResult:
@@ -261,6 +281,7 @@ _CAPABILITIES: dict[type, str] = {
     InventorySource: "inventory",
     SalesDocumentTarget: "sales_documents",
     PushReceiver: "push",
+    ReceiverSource: "receivers",
 }
 
 KINDS: dict[str, type[Connector]] = {}
@@ -272,6 +293,7 @@ def connector_kind(kind: str, title: str = ""):  # noqa: ANN201 - decorator
     def decorate(cls: type[Connector]) -> type[Connector]:
         cls.kind = kind
         cls.title = title or kind
+        cls.channel = cls.__dict__.get("channel") or kind
         cls.capabilities = frozenset(name for base, name in _CAPABILITIES.items() if issubclass(cls, base))
         KINDS[kind] = cls
         return cls

@@ -60,12 +60,20 @@ def _kind(store: Store, connector: str) -> str:
     return row.kind if row else ""
 
 
+def _channel_of(kind: str) -> str:
+    """The canonical channel of a kind's orders (``pdd`` → ``pinduoduo``); the kind itself by default."""
+    from connectors import load_kinds
+
+    cls = load_kinds().get(kind)
+    return str(getattr(cls, "channel", "") or kind) if cls else kind
+
+
 def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
     """The route an ingest run of ``source`` hands to each order: business-key parts, mappings,
     targets (a WMS, an ERP or both: ``wms`` None is an ERP-only flow), rules and step policies."""
     kind = _kind(store, source.connector)
     return Route(
-        channel=source.channel or kind,
+        channel=source.channel or _channel_of(kind),
         shop=source.shop,
         order_mapping=source.mapping_for(kind),
         wms=flow.targets.wms,

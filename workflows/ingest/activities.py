@@ -56,7 +56,7 @@ class IngestActivities:
         connector = await self.pool.get(win.connector)
         if not isinstance(connector, OrderSource):
             raise ConfigurationError(f"connector {win.connector!r} has no orders stream").to_application_error()
-        channel = win.route.channel or connector.kind
+        channel = win.route.channel or connector.channel or connector.kind
         counts, start = IngestCounts(), win.since
         resumed = _checkpoint(activity.info().heartbeat_details)
         if resumed is not None and win.since <= resumed[0] <= win.until:

@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 from temporalio import activity
 
-from canonical import LineRefundStatus, Order, hub_code, revision_code, validate_order
-from connectors.base import OrderSource, OutboundOrderTarget, SalesDocumentTarget
+from canonical import Address, LineRefundStatus, Order, hub_code, revision_code, validate_order
+from connectors.base import OrderSource, OutboundOrderTarget, ReceiverSource, SalesDocumentTarget
 from connectors.errors import ConfigurationError, ConnectorError
 from connectors.registry import ConnectorPool
 from mappings import DictLookups, load_spec
@@ -211,6 +211,7 @@ class OrderActivities:
             wms = await self.pool.get(route.wms)
             if not isinstance(wms, OutboundOrderTarget):
                 raise ConfigurationError(f"connector {route.wms!r} cannot create outbound orders")
+            order = await self._shippable(inp.order, order)
             document = self._target_document(order, route.wms_mapping, {"outbound_code": code}, route.context)
             document.setdefault("deliveryOrder", {})["deliveryOrderCode"] = code  # the idempotency key
             result = await wms.create_outbound_order(document)
@@ -221,6 +222,29 @@ class OrderActivities:
         log.info("wms.outbound_created", workflow_id=inp.workflow_id, order_key=inp.order.key, hub_code=code,
                  wms_order_id=result.external_id, created=result.created)
         return StepResult(ok=True, hub_code=base, external_id=result.external_id, created=result.created)
+
+    async def _shippable(self, inp: OrderInput, order: Order) -> Order:
+        """The order with a receiver the warehouse can ship to. A platform that returns receivers
+        encrypted or masked is asked for a clear copy here, in memory, for this document only:
+        the clear text is never stored, logged or put in a history."""
+        if not order.receiver.protected:
+            return order
+        source = await self.pool.get(inp.source)
+        if not isinstance(source, ReceiverSource):
+            raise ConfigurationError(f"the receiver of {inp.key} is encrypted and connector {inp.source!r} "
+                                     "cannot decrypt it")
+        raw = await asyncio.to_thread(self.store.get_raw, inp.raw_id)
+        row = await asyncio.to_thread(self.store.get_order, inp.key)
+        if row is not None and row.raw_id != inp.raw_id:
+            raw = await asyncio.to_thread(self.store.get_raw, row.raw_id)
+        if raw is None:
+            raise ConfigurationError(f"raw document of {inp.key} is missing")
+        clear = await source.shippable_receiver(raw.payload)
+        address_fields = {k: v for k, v in clear.items() if k in Address.model_fields}
+        receiver = order.receiver.model_copy(update={
+            **{k: v for k, v in clear.items() if k in ("name", "mobile", "phone")},
+            "address": order.receiver.address.model_copy(update=address_fields), "protected": False})
+        return order.model_copy(update={"receiver": receiver})
 
     @activity.defn(name="create_erp_order")
     async def create_erp_order(self, inp: StepInput) -> StepResult:
