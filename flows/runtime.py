@@ -395,7 +395,10 @@ class FlowOps:
         client = self._need_client()
         await asyncio.to_thread(self.store.set_flow_paused, name, False, self.actor)
         await resume_flow(client, flow, self.actor)
+        from flows.pushes import release_held_orders
+
         released = await release_held(client, self.store, name)
+        released += await release_held_orders(client, self.store, self.task_queue, name)
         await run_now(client, flow)  # catch up at once rather than at the next tick
         return {"flow": name, "paused": False, "released_pushes": released}
 

@@ -18,6 +18,7 @@ from temporalio.service import RPCError
 
 from connectors.base import PushReceiver
 from connectors.errors import ConnectorError
+from flows.pushes import ingest_pushed_order
 from workflows.order.client import deliver_event, request_replay
 
 if TYPE_CHECKING:
@@ -160,11 +161,16 @@ def create_app(rt: HubRuntime) -> FastAPI:
             raise HTTPException(404, f"connector {name!r} takes no pushes")
         body = await request.body()
         result = await connector.handle_push(dict(request.headers), dict(request.query_params), body)
+        if result.status_code == 401:
+            log.warning("hook.refused", connector=name, reason="signature")
         for event in result.events:
             try:
-                await dispatch_event(rt, name, event)
-            except RPCError as exc:  # Temporal unreachable: make the platform retry later
-                log.error("hook.dispatch_failed", connector=name, error=str(exc))
+                if event.get("type") == "order_changed":
+                    await ingest_pushed_order(rt.client, rt.store, rt.settings.task_queue, connector, event)
+                else:
+                    await dispatch_event(rt, name, event)
+            except (RPCError, ConnectorError) as exc:  # Temporal or the platform unreachable: redeliver later
+                log.error("hook.dispatch_failed", connector=name, error=str(exc)[:300])
                 return Response("temporarily unavailable", status_code=503)
         return Response(result.body, status_code=result.status_code, media_type=result.media_type)
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.tables import CursorRow, FlowCursorRow, PendingPushRow, TaskRow
+from store.tables import CursorRow, FlowCursorRow, PendingPushRow, PushEventRow, TaskRow
 
 TASK_KINDS = ("after_sales", "tracking_conflict", "out_of_stock", "approval", "manual_review", "missing_order")
 
@@ -91,6 +91,20 @@ class LifecycleQueries:
         with self.session() as s:
             return list(s.scalars(select(PendingPushRow).where(PendingPushRow.delivered_at.is_(None))
                                   .order_by(PendingPushRow.id)))
+
+    # -- marketplace pushes, deduplicated by event id ----------------------------------------------
+    def push_event_seen(self, connector: str, event_id: str) -> bool:
+        with self.session() as s:
+            return s.get(PushEventRow, (connector, event_id)) is not None
+
+    def mark_push_event(self, connector: str, event_id: str) -> None:
+        """Remember a push handed over (after it was: a failed hand-over is redelivered and retried)."""
+        try:
+            with self.session() as s:
+                if s.get(PushEventRow, (connector, event_id)) is None:
+                    s.add(PushEventRow(connector=connector, event_id=event_id, received_at=_now()))
+        except IntegrityError:  # marked at the same moment by a concurrent delivery
+            pass
 
     # -- cursors ----------------------------------------------------------------------------------
     def get_cursor(self, connector: str, stream: str, flow: str = "") -> datetime | None:

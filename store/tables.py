@@ -219,3 +219,12 @@ class PendingPushRow(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     __table_args__ = (Index("ix_pending_pushes_code", "order_code", "delivered_at"),)
+
+
+class PushEventRow(Base):
+    """A marketplace push already handed over, by the platform's event id (redeliveries are no-ops)."""
+
+    __tablename__ = "push_events"
+    connector: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())

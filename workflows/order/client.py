@@ -78,9 +78,12 @@ async def request_replay(client: Client, store: Store, qid: int, actor: str) -> 
 
 
 async def release_held(client: Client, store: Store, flow: str) -> int:
-    """Deliver, oldest first, the pushes kept while ``flow`` was paused."""
+    """Deliver, oldest first, the WMS pushes kept while ``flow`` was paused (marketplace
+    ``order_changed`` pushes are released by ``flows.pushes.release_held_orders``)."""
     released = 0
     for held in await asyncio.to_thread(store.held_pushes, flow):
+        if held.event.get("type") not in ("shipment", "outbound_status"):
+            continue
         await deliver_event(client, store, held.connector, held.event, honour_pause=False)
         await asyncio.to_thread(store.release_push, held.id)
         released += 1
