@@ -15,8 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Protocol
 
 from connectors.errors import ThrottledError
+
+
+class SharedBudget(Protocol):
+    """A token bucket shared by every worker process (the hub's store implements it).
+
+    A platform's limit is per app or per shop, not per process: with several workers, each one's
+    own bucket would together exceed it. ``take`` returns 0 when a token was taken, else the
+    seconds until one will be; ``ban``/``banned_until`` share a platform-imposed pause (epoch s).
+    """
+
+    def take(self, key: str, rate: float, burst: float) -> float: ...
+
+    def ban(self, key: str, until: float) -> None: ...
+
+    def banned_until(self, key: str) -> float: ...
 
 
 class RateLimiter:
@@ -27,9 +43,27 @@ class RateLimiter:
         self._updated = time.monotonic()
         self._blocked_until = 0.0
         self._lock = asyncio.Lock()
+        self._shared: SharedBudget | None = None
+        self._key = ""
+        self._shared_checked = 0.0
+
+    def share(self, key: str, budget: SharedBudget) -> None:
+        """Count this limiter's tokens and bans in ``budget`` under ``key`` (e.g. the connector's
+        name), so the limit holds across worker processes."""
+        self._key, self._shared = key, budget
+
+    def _sync_shared_ban(self) -> None:
+        """Adopt a pause another process recorded (checked at most once a second)."""
+        if self._shared is None or time.monotonic() - self._shared_checked < 1.0:
+            return
+        self._shared_checked = time.monotonic()
+        remaining = self._shared.banned_until(self._key) - time.time()
+        if remaining > 0:
+            self._blocked_until = max(self._blocked_until, time.monotonic() + remaining)
 
     def ban_remaining(self) -> float:
         """Seconds left of the current platform-imposed pause (0 when none)."""
+        self._sync_shared_ban()
         return max(0.0, self._blocked_until - time.monotonic())
 
     def _fail_if_banned_longer_than(self, max_wait_s: float | None) -> None:
@@ -58,6 +92,12 @@ class RateLimiter:
                     continue
                 if self.rate is None:
                     return
+                if self._shared is not None:
+                    wait = await asyncio.to_thread(self._shared.take, self._key, self.rate, self.capacity)
+                    if wait <= 0:
+                        return
+                    await asyncio.sleep(min(wait, 1.0))
+                    continue
                 self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
                 self._updated = now
                 if self._tokens >= 1:
@@ -69,3 +109,8 @@ class RateLimiter:
         """Stop all requests for ``seconds`` (the platform said so); a longer ban is never shortened."""
         self._blocked_until = max(self._blocked_until, time.monotonic() + max(0.0, seconds))
         self._tokens = 0
+        if self._shared is not None and seconds > 0:
+            try:
+                self._shared.ban(self._key, time.time() + seconds)
+            except Exception:  # the pause still holds in this process; the store is best effort here
+                pass

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from connectors import connector_class
 from connectors.base import Connector
 from connectors.errors import ConfigurationError
+from connectors.ratelimit import RateLimiter, SharedBudget
 
 
 class RegistrationRow(Protocol):
@@ -97,14 +98,27 @@ def instantiate(store: RegistrationStore, name: str) -> Connector:
     return connector_class(row.kind).from_config(name, row.settings, store.connector_secrets(row))
 
 
+def share_limits(connector: Connector, budget: SharedBudget) -> int:
+    """Make the connector's rate limiters count in ``budget`` (keyed by connector name), so its
+    platform's limit holds across every worker process. Returns how many limiters were found."""
+    found = 0
+    for value in vars(connector).values():
+        limiter = value if isinstance(value, RateLimiter) else getattr(value, "limiter", None)
+        if isinstance(limiter, RateLimiter):
+            limiter.share(connector.name, budget)
+            found += 1
+    return found
+
+
 class ConnectorPool:
     """Live connector instances for a worker, rebuilt when a registration changes.
 
     Instances are shared by concurrent activities so their rate limiters and sessions are shared.
     """
 
-    def __init__(self, store: RegistrationStore) -> None:
+    def __init__(self, store: RegistrationStore, budget: SharedBudget | None = None) -> None:
         self.store = store
+        self.budget = budget
         self._items: dict[str, tuple[int, Connector]] = {}
         self._lock = asyncio.Lock()
 
@@ -120,6 +134,8 @@ class ConnectorPool:
                 await cached[1].aclose()
             secrets = self.store.connector_secrets(row)
             instance = connector_class(row.kind).from_config(name, row.settings, secrets)
+            if self.budget is not None:
+                share_limits(instance, self.budget)
             self._items[name] = (row.version, instance)
             return instance
 

@@ -53,7 +53,10 @@ class HubRuntime:
             log.info("temporal.search_attributes_added", names=added)
         self.store = await asyncio.to_thread(
             open_store, s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
-        self.pool = ConnectorPool(self.store)
+        from store.ratebudget import StoreRateBudget
+
+        # platform rate limits count in the store, so they hold across every worker process
+        self.pool = ConnectorPool(self.store, StoreRateBudget(self.store))
         if self.run_worker:
             from flows.runtime import FlowOps
 
