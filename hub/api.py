@@ -1,8 +1,11 @@
-"""The hub's HTTP API (OpenAPI at /docs): health, connectors, quarantine, and inbound pushes.
+"""The hub's HTTP API (OpenAPI at /docs): health, connectors, flows, quarantine, tasks, tokens,
+and inbound pushes.
 
-Every inbound push (marketplace webhooks, WMS confirmations) arrives at ``POST /hooks/{name}``;
-the connector of that name verifies the platform's signature and tells us what to answer in the
-platform's own format.
+Every route but ``/health``, the OpenAPI document and the pushes needs a bearer token whose role
+allows the call (:mod:`hub.auth`). Every inbound push (marketplace webhooks, WMS confirmations)
+arrives at ``POST /hooks/{name}``; the connector of that name verifies the platform's signature
+and tells us what to answer in the platform's own format; a body over ``TONGDAO_MAX_PUSH_BYTES``
+is refused before it is read whole.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from fastapi import FastAPI, HTTPException, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from pydantic import AwareDatetime, BaseModel, Field
 from temporalio.service import RPCError
 
 from connectors.base import PushReceiver
 from connectors.errors import ConnectorError
 from flows.pushes import ingest_pushed_order
+from hub.auth import ADMIN, OPERATE, READ, Caller, requires
 from workflows.order.client import deliver_event, request_replay
 
 if TYPE_CHECKING:
@@ -32,30 +36,61 @@ class BackfillWindow(BaseModel):
     until: AwareDatetime | None = None
 
 
+class TokenRequest(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+    role: str = Field(pattern=r"^(admin|operator|auditor)$")
+
+
+class PushTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused past ``limit`` bytes without holding more than that in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PushTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PushTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(rt: HubRuntime) -> FastAPI:
     app = FastAPI(title="Tongdao", version="0.1.0",
-                  description="Headless integration hub for e-commerce operations")
+                  description="Headless integration hub for e-commerce operations. Every route except /health, "
+                              "this document and POST /hooks/{connector} needs `Authorization: Bearer TOKEN` "
+                              "(tongdao tokens create NAME --role admin|operator|auditor).")
+
+    def store() -> Any:
+        assert rt.store
+        return rt.store
+
+    read, operate, admin = (Depends(requires(roles, store)) for roles in (READ, OPERATE, ADMIN))
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "temporal": rt.settings.temporal_target}
 
     @app.get("/connectors")
-    async def connectors() -> list[dict[str, Any]]:
+    async def connectors(caller: Caller = read) -> list[dict[str, Any]]:
         assert rt.store
         rows = await asyncio.to_thread(rt.store.list_connectors)
         return [{"name": r.name, "kind": r.kind, "updated_at": r.updated_at, "updated_by": r.updated_by}
                 for r in rows]
 
     @app.get("/quarantine")
-    async def quarantine(status: str = "open") -> list[dict[str, Any]]:
+    async def quarantine(status: str = "open", caller: Caller = read) -> list[dict[str, Any]]:
         assert rt.store
         rows = await asyncio.to_thread(rt.store.list_quarantine, status or None)
         return [quarantine_view(r) for r in rows]
 
     @app.get("/tasks")
     async def tasks(status: str = "open", kind: str | None = None, role: str | None = None,
-                    older_than_s: float | None = None) -> list[dict[str, Any]]:
+                    older_than_s: float | None = None, caller: Caller = read) -> list[dict[str, Any]]:
         """The task inbox: pending human steps (after-sales cases, tracking conflicts...)."""
         assert rt.store
         if status not in ("open", "done", "all"):
@@ -65,93 +100,179 @@ def create_app(rt: HubRuntime) -> FastAPI:
         return [task_view(r) for r in rows]
 
     @app.post("/tasks/{task_id}/close")
-    async def close_task(task_id: int) -> dict[str, Any]:
+    async def close_task(task_id: int, caller: Caller = operate) -> dict[str, Any]:
         assert rt.store
-        row = await asyncio.to_thread(rt.store.close_task, task_id, "api")
+        row = await asyncio.to_thread(rt.store.close_task, task_id, caller.actor)
         if row is None:
             raise HTTPException(404, f"no task {task_id}")
         return task_view(row)
 
     @app.post("/quarantine/{qid}/replay")
-    async def replay(qid: int) -> dict[str, Any]:
+    async def replay(qid: int, caller: Caller = operate) -> dict[str, Any]:
         assert rt.store and rt.client
         try:
-            row = await request_replay(rt.client, rt.store, qid, "api")
+            row = await request_replay(rt.client, rt.store, qid, caller.actor)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         except ValueError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"id": qid, "workflow_id": row.workflow_id, "status": "replaying"}
 
-    def ops() -> Any:
+    def ops(actor: str) -> Any:
         from flows.runtime import FlowOps
 
         assert rt.store
-        return FlowOps(rt.client, rt.store, rt.settings.task_queue, "api")
+        return FlowOps(rt.client, rt.store, rt.settings.task_queue, actor)
 
-    async def flow_call(op: str, *args: Any) -> Any:
+    async def flow_call(caller: Caller, op: str, *args: Any) -> Any:
         from flows.model import FlowError
         from flows.runtime import FlowNotFound
 
         try:
-            return await getattr(ops(), op)(*args)
+            return await getattr(ops(caller.actor), op)(*args)
         except FlowNotFound as exc:
             raise HTTPException(404, str(exc)) from None
         except (FlowError, ValueError) as exc:
             raise HTTPException(422, str(exc)) from None
 
     @app.get("/flows")
-    async def flows_list() -> list[dict[str, Any]]:
+    async def flows_list(caller: Caller = read) -> list[dict[str, Any]]:
         assert rt.store
         rows = await asyncio.to_thread(rt.store.list_flows)
         return [{"name": r.name, "version": r.version, "paused": r.paused, "definition": r.definition,
                  "updated_at": r.updated_at, "updated_by": r.updated_by} for r in rows]
 
     @app.post("/flows")
-    async def flows_add(definition: dict[str, Any]) -> dict[str, Any]:
+    async def flows_add(definition: dict[str, Any], caller: Caller = admin) -> dict[str, Any]:
         from flows.model import FlowError, parse_flow
 
         try:
             flow = parse_flow(definition)
         except FlowError as exc:
             raise HTTPException(422, str(exc)) from None
-        return await flow_call("add", flow)
+        result = await flow_call(caller, "add", flow)
+        await asyncio.to_thread(store().audit, caller.actor, "flow.save", flow.name, {"version": flow.version()})
+        return result
 
     @app.get("/flows/status")
-    async def flows_status() -> list[dict[str, Any]]:
-        return await flow_call("status")
+    async def flows_status(caller: Caller = read) -> list[dict[str, Any]]:
+        return await flow_call(caller, "status")
 
     @app.get("/flows/{name}")
-    async def flows_show(name: str) -> dict[str, Any]:
+    async def flows_show(name: str, caller: Caller = read) -> dict[str, Any]:
         assert rt.store
         row = await asyncio.to_thread(rt.store.get_flow, name)
         if row is None:
             raise HTTPException(404, f"no flow named {name!r}")
         return {"name": row.name, "version": row.version, "paused": row.paused, "definition": row.definition,
-                "status": (await flow_call("status", name))[0]}
+                "status": (await flow_call(caller, "status", name))[0]}
 
     @app.post("/flows/{name}/pause")
-    async def flows_pause(name: str) -> dict[str, Any]:
-        return await flow_call("pause", name)
+    async def flows_pause(name: str, caller: Caller = operate) -> dict[str, Any]:
+        return await flow_call(caller, "pause", name)
 
     @app.post("/flows/{name}/resume")
-    async def flows_resume(name: str) -> dict[str, Any]:
-        return await flow_call("resume", name)
+    async def flows_resume(name: str, caller: Caller = operate) -> dict[str, Any]:
+        return await flow_call(caller, "resume", name)
 
     @app.post("/flows/{name}/run-now")
-    async def flows_run_now(name: str) -> dict[str, Any]:
-        return await flow_call("run_now", name)
+    async def flows_run_now(name: str, caller: Caller = operate) -> dict[str, Any]:
+        return await flow_call(caller, "run_now", name)
 
     @app.post("/flows/{name}/backfill")
-    async def flows_backfill(name: str, window: BackfillWindow) -> dict[str, Any]:
-        return await flow_call("backfill", name, window.since, window.until or datetime.now(UTC))
+    async def flows_backfill(name: str, window: BackfillWindow, caller: Caller = operate) -> dict[str, Any]:
+        return await flow_call(caller, "backfill", name, window.since, window.until or datetime.now(UTC))
 
     @app.delete("/flows/{name}")
-    async def flows_remove(name: str) -> dict[str, Any]:
-        return await flow_call("remove", name)
+    async def flows_remove(name: str, caller: Caller = admin) -> dict[str, Any]:
+        result = await flow_call(caller, "remove", name)
+        await asyncio.to_thread(store().audit, caller.actor, "flow.remove", name, {})
+        return result
+
+    # -- connectors (admin; secrets are write-only) -----------------------------------------------
+    @app.post("/connectors")
+    async def connectors_add(registration: dict[str, Any], caller: Caller = admin) -> dict[str, Any]:
+        """Register or update a connector: ``{"name", "kind", "settings", "secrets"}``. Secrets are
+        stored encrypted and never returned."""
+        from connectors.registry import Registration, register
+
+        try:
+            reg = Registration.model_validate(registration)
+            created = await asyncio.to_thread(register, store(), reg, caller.actor)
+        except (ValueError, ConnectorError) as exc:
+            raise HTTPException(422, str(exc)[:1000]) from None
+        await asyncio.to_thread(store().audit, caller.actor, "connector.save", reg.name,
+                                {"kind": reg.kind, "secrets": sorted(reg.secrets)})
+        return {"name": reg.name, "kind": reg.kind, "created": created,
+                "callback_url": rt.settings.callback_url(reg.name)}
+
+    @app.get("/connectors/{name}")
+    async def connectors_show(name: str, caller: Caller = read) -> dict[str, Any]:
+        from connectors.registry import instantiate
+
+        try:
+            return (await asyncio.to_thread(instantiate, store(), name)).describe()
+        except ConnectorError as exc:
+            raise HTTPException(404, str(exc)) from None
+
+    @app.post("/connectors/{name}/test")
+    async def connectors_test(name: str, caller: Caller = admin) -> dict[str, Any]:
+        from connectors.registry import instantiate
+
+        try:
+            connector = await asyncio.to_thread(instantiate, store(), name)
+        except ConnectorError as exc:
+            raise HTTPException(404, str(exc)) from None
+        try:
+            return {"name": name, "ok": True, "message": await connector.test()}
+        except ConnectorError as exc:
+            return {"name": name, "ok": False, "error": exc.type_name, "message": str(exc)[:500]}
+        finally:
+            await connector.aclose()
+
+    @app.delete("/connectors/{name}")
+    async def connectors_remove(name: str, caller: Caller = admin) -> dict[str, Any]:
+        removed = await asyncio.to_thread(store().remove_connector, name)
+        if not removed:
+            raise HTTPException(404, f"no connector named {name!r}")
+        await asyncio.to_thread(store().audit, caller.actor, "connector.remove", name, {})
+        return {"name": name, "removed": True}
+
+    # -- tokens (admin) -------------------------------------------------------------------------------
+    @app.post("/tokens")
+    async def tokens_create(request: TokenRequest, caller: Caller = admin) -> dict[str, Any]:
+        """A new token, shown once in this answer (only its hash is kept)."""
+        try:
+            token = await asyncio.to_thread(store().create_token, request.name, request.role, caller.actor)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"name": request.name, "role": request.role, "token": token}
+
+    @app.get("/tokens")
+    async def tokens_list(caller: Caller = admin) -> list[dict[str, Any]]:
+        return [token_view(r) for r in await asyncio.to_thread(store().list_tokens)]
+
+    @app.delete("/tokens/{name}")
+    async def tokens_revoke(name: str, caller: Caller = admin) -> dict[str, Any]:
+        if not await asyncio.to_thread(store().revoke_token, name, caller.actor):
+            raise HTTPException(404, f"no active token named {name!r}")
+        return {"name": name, "revoked": True}
+
+    @app.get("/audit/config")
+    async def config_audit(limit: int = 200, caller: Caller = read) -> list[dict[str, Any]]:
+        """The append-only log of configuration changes, newest first."""
+        rows = await asyncio.to_thread(store().audit_log, max(1, min(limit, 5000)))
+        return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action, "subject": r.subject,
+                 "details": r.details} for r in rows]
 
     @app.post("/hooks/{name}")
     async def hook(name: str, request: Request) -> Response:
+        # the size is checked first: a huge body is refused before anything else is done with it
+        try:
+            body = await read_limited(request, rt.settings.max_push_bytes)
+        except PushTooLarge:
+            log.warning("hook.too_large", connector=name, limit=rt.settings.max_push_bytes)
+            return Response("request body too large", status_code=413)
         assert rt.pool and rt.store and rt.client
         try:
             connector = await rt.pool.get(name)
@@ -159,7 +280,6 @@ def create_app(rt: HubRuntime) -> FastAPI:
             raise HTTPException(404, f"no connector named {name!r}") from None
         if not isinstance(connector, PushReceiver):
             raise HTTPException(404, f"connector {name!r} takes no pushes")
-        body = await request.body()
         result = await connector.handle_push(dict(request.headers), dict(request.query_params), body)
         if result.status_code == 401:
             log.warning("hook.refused", connector=name, reason="signature")
@@ -194,3 +314,10 @@ def task_view(r: Any) -> dict[str, Any]:
             "role": r.role, "status": r.status, "workflow_id": r.workflow_id, "ref": r.ref,
             "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
             "closed_by": r.closed_by}
+
+
+def token_view(r: Any) -> dict[str, Any]:
+    """A token as shown to admins: never the token, never its hash."""
+    return {"name": r.name, "role": r.role, "created_at": r.created_at.isoformat(), "created_by": r.created_by,
+            "last_used_at": r.last_used_at.isoformat() if r.last_used_at else None,
+            "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}

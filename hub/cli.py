@@ -40,6 +40,8 @@ app.add_typer(schema_app, name="schema")
 app.add_typer(flows_app, name="flows")
 orders_app = typer.Typer(help="Orders across the hub and its sources.", no_args_is_help=True)
 app.add_typer(orders_app, name="orders")
+tokens_app = typer.Typer(help="API tokens with roles (admin, operator, auditor).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 tasks_app = typer.Typer(help="The task inbox: human steps (after-sales cases, conflicts, approvals).",
                         no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
@@ -376,6 +378,67 @@ def quarantine_list(
                       d["reason"][:160])
     out.print(table)
     console.print(f"{len(data)} entries")
+
+
+# -- tokens --------------------------------------------------------------------------------------
+class Role(StrEnum):
+    admin = "admin"
+    operator = "operator"
+    auditor = "auditor"
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str = typer.Argument(..., help="who or what uses it, e.g. ops-laptop or erp-team"),
+    role: Role = typer.Option(..., "--role", help="admin | operator | auditor"),
+    as_json: bool = typer.Option(False, "--json", help='one JSON object with the key "token"'),
+) -> None:
+    """Create an API token; it is printed once (only its hash is kept). Clients send it as
+    `Authorization: Bearer TOKEN`.
+
+    Example: `tongdao tokens create ops-laptop --role operator --json`
+    """
+    s = _settings()
+    try:
+        token = _store(s).create_token(name, role.value, _actor(s))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps({"name": name, "role": role.value, "token": token}))
+        return
+    console.print(f"token for {name} ({role.value}) - shown once, keep it safe:")
+    print(token)
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List tokens (names, roles, last use; never the tokens).
+
+    Example: `tongdao tokens list --json`
+    """
+    from hub.api import token_view
+
+    data = [token_view(r) for r in _store().list_tokens()]
+    if as_json:
+        print(json.dumps(data))
+        return
+    table = Table("name", "role", "created", "last used", "revoked")
+    for d in data:
+        table.add_row(d["name"], d["role"], d["created_at"][:19], (d["last_used_at"] or "")[:19],
+                      (d["revoked_at"] or "")[:19])
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str) -> None:
+    """Revoke a token at once (the next call with it gets 401).
+
+    Example: `tongdao tokens revoke ops-laptop`
+    """
+    s = _settings()
+    if not _store(s).revoke_token(name, _actor(s)):
+        raise _fail(f"no active token named {name!r} (tongdao tokens list)")
+    console.print(f"token {name} revoked")
 
 
 # -- tasks ---------------------------------------------------------------------------------------

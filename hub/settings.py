@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     api_base_url: str | None = Field(None, description="public base URL of the API, for callback URLs")
     task_queue: str = Field("tongdao", description="the worker's task queue (TONGDAO_TASK_QUEUE); hubs sharing "
                             "one Temporal namespace need different ones")
+    max_push_bytes: int = Field(2_000_000, gt=0, description="largest body POST /hooks/{connector} accepts")
     secret_key: SecretStr | None = Field(None, description="Fernet key for connector secrets")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"

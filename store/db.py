@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from canonical import base_code, hub_code
+from store.access import AccessQueries
 from store.lifecycle import LifecycleQueries
 from store.secrets import SecretBox
 from store.tables import (
@@ -71,7 +72,7 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-class Store(LifecycleQueries):
+class Store(LifecycleQueries, AccessQueries):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self.box = box

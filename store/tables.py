@@ -238,3 +238,28 @@ class RateBucketRow(Base):
     tokens: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
     banned_until: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 is kept (the token is shown once, at creation)."""
+
+    __tablename__ = "api_tokens"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ConfigAuditRow(Base):
+    """Append-only: every configuration change (connector, flow, token...), who and when."""
+
+    __tablename__ = "config_audit"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict] = mapped_column(JSON)

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from hub.runtime import HubRuntime
@@ -39,3 +40,10 @@ async def hub(tmp_path: Path, temporal_server: EmbeddedTemporal) -> AsyncIterato
         yield rt
     finally:
         await rt.stop()
+
+
+def api_client(hub: HubRuntime, role: str = "admin") -> httpx.AsyncClient:
+    """An HTTP client of the hub's API carrying a fresh token of ``role``."""
+    assert hub.store
+    token = hub.store.create_token(f"test-{role}-{uuid.uuid4().hex[:6]}", role, "tests")
+    return httpx.AsyncClient(base_url=hub.settings.api_url, headers={"Authorization": f"Bearer {token}"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+from conftest import api_client
+
 from connectors.registry import register
 from flows.model import parse_flow
 from flows.runtime import FlowOps
@@ -113,7 +115,6 @@ async def test_a_changed_flow_is_a_new_version_for_new_runs_only(hub: HubRuntime
 
 
 async def test_step_policy_parks_an_order_when_retries_run_out_and_replay_completes_it(hub: HubRuntime) -> None:
-    import httpx
 
     from simulators.faults import FaultConfig
 
@@ -139,7 +140,7 @@ async def test_step_policy_parks_an_order_when_retries_run_out_and_replay_comple
         assert systems.figures()["wms_outbound_orders"] == 0
         systems.wms.set_faults(FaultConfig())  # the WMS is back
         entry = next(q for q in hub.store.list_quarantine("open") if q.stage == "wms")
-        async with httpx.AsyncClient(base_url=hub.settings.api_url) as api:
+        async with api_client(hub) as api:
             assert (await api.post(f"/quarantine/{entry.id}/replay")).status_code == 200
         await wait_for(lambda: hub.store.get_quarantine(entry.id).status == "resolved")
         await wait_for(lambda: systems.figures()["tracking_written_back"] >= 1)
@@ -149,7 +150,6 @@ async def test_step_policy_parks_an_order_when_retries_run_out_and_replay_comple
 
 
 async def test_flows_http_api(hub: HubRuntime) -> None:
-    import httpx
 
     assert hub.store
     systems = DemoSystems(2, seed=24, run_id="f4", callback_url=hub.settings.callback_url("demo-wms"))
@@ -157,7 +157,7 @@ async def test_flows_http_api(hub: HubRuntime) -> None:
     try:
         for reg in systems.registrations("f4"):
             register(hub.store, reg, "test")
-        async with httpx.AsyncClient(base_url=hub.settings.api_url) as api:
+        async with api_client(hub) as api:
             bad = await api.post("/flows", json=demo_flow("api-flow") | {"schedule": {"every": "10s"}})
             assert bad.status_code == 422 and "at least 1 minute" in bad.text
             created = await api.post("/flows", json=demo_flow("api-flow"))

@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from conftest import api_client
+
 from connectors.registry import register
 from hub.demo import DemoSystems
 from hub.runtime import HubRuntime
@@ -122,7 +124,6 @@ async def test_orders_flow_once_even_when_pulled_again(hub: HubRuntime) -> None:
 
 
 async def test_malformed_orders_are_parked_and_a_replay_after_a_fix_completes_them(hub: HubRuntime) -> None:
-    import httpx
 
     assert hub.store
     systems, route = setup_systems(hub, orders=8, run_id="t2", malformed_per_shop=2)
@@ -157,13 +158,13 @@ async def test_malformed_orders_are_parked_and_a_replay_after_a_fix_completes_th
         unknown = next(str(o["sku_id"]) for o in trade["orders"]["order"] if str(o["sku_id"]) not in known)
         hub.store.set_xref("sku", {unknown: "TD-SKU-0001"})
         await asyncio.sleep(5.1)  # the worker re-reads cross-references every 5 s
-        async with httpx.AsyncClient(base_url=hub.settings.api_url) as api:
+        async with api_client(hub) as api:
             response = await api.post(f"/quarantine/{entries[tid].id}/replay")
             assert response.status_code == 200, response.text
         await wait_for(lambda: int(tid) in systems.taobao.state()["shipments"] or
                        tid in systems.taobao.state()["shipments"])
         await wait_for(lambda: hub.store.get_quarantine(entries[tid].id).status == "resolved")
-        assert hub.store.get_order(entries[tid].order_key).stage == "completed"
+        await wait_for(lambda: hub.store.get_order(entries[tid].order_key).stage == "completed")
         assert systems.figures()["wms_duplicates"] == 0 and systems.figures()["erp_duplicates"] == 0
         assert len(hub.store.list_quarantine("open")) == len(malformed) - 1
         await assert_no_personal_data_in_history(hub, systems, entries[tid].order_key)
