@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 from connectors.registry import Registration, register
 from flows.model import Flow, load_flow
 from flows.runtime import FlowOps
+from hub.demo_channels import BUILDERS, Marketplace
 from hub.demo_life import LifeStories
 from hub.logging import configure
 from hub.runtime import HubRuntime
@@ -44,11 +45,17 @@ WAREHOUSE, OWNER = "WH-HZ01", "TONGDAO"
 ERP_ACCT, ERP_USER, ERP_PASSWORD = "DEMO-ACCT", "demo", "demo-kingdee-pass-0003"
 CUSTOMER = "CUST-TAOBAO"
 DEMO_FLOW = Path(__file__).resolve().parents[1] / "examples" / "flows" / "demo.yaml"
+DEMO_FLOW_NAME = "demo"
 
 
-def demo_flow() -> Flow:
-    """The demo's routing is a flow file like any other (``examples/flows/demo.yaml``)."""
-    return load_flow(DEMO_FLOW)
+def demo_flow(markets: list[Marketplace] | None = None) -> Flow:
+    """The demo's routing is a flow file like any other (``examples/flows/demo.yaml``), whose
+    sources are the marketplaces this run simulates (a demo with fewer channels drops the others)."""
+    flow = load_flow(DEMO_FLOW)
+    if markets is None:
+        return flow
+    wanted = {"demo-taobao-a", "demo-taobao-b", *(m.connector for m in markets)}
+    return flow.model_copy(update={"sources": [src for src in flow.sources if src.connector in wanted]})
 
 
 async def _park_demo_flow(rt: HubRuntime, name: str, run_id: str = "") -> None:
@@ -77,24 +84,28 @@ class DemoSystems:
     """The simulated outside world: one TOP gateway with two shops, a WMS, an ERP."""
 
     def __init__(self, orders: int, seed: int, run_id: str, callback_url: str,
-                 malformed_per_shop: int | None = None, ship_delay_s: float = 0.3) -> None:
-        per_shop = max(1, orders // 2)
+                 malformed_per_shop: int | None = None, ship_delay_s: float = 0.3,
+                 channels: tuple[str, ...] = ()) -> None:
+        # the plain orders are shared between Taobao's two shops and each other marketplace
+        share = orders // (len(channels) + 2) if channels else 0
+        per_shop = max(1, (orders - share * len(channels)) // 2)
         if malformed_per_shop is None:  # "a few": about 2%
             malformed_per_shop = max(1, round(per_shop * 0.02))
         self.malformed_per_shop = malformed_per_shop
         self.shops = {f"session-a-{run_id}": f"demo-a-{run_id}", f"session-b-{run_id}": f"demo-b-{run_id}"}
+        # the newest order is older than the ingest lag (5 s), so the first run sees every order
+        # instead of the next tick
+        past = datetime.now(UTC) - timedelta(seconds=10)
         self.taobao = TaobaoSimulator(apps={APP_KEY: APP_SECRET}, shops=self.shops, orders_per_shop=per_shop,
-                                      malformed_per_shop=self.malformed_per_shop, seed=seed,
-                                      # the newest order is older than the ingest lag (5 s), so the
-                                      # first run sees every order instead of the next tick
-                                      now=datetime.now(UTC) - timedelta(seconds=10))
+                                      malformed_per_shop=self.malformed_per_shop, seed=seed, now=past)
+        self.markets: list[Marketplace] = [BUILDERS[c](seed, run_id, max(1, share), past) for c in channels]
         self.wms = QimenWmsSimulator(WMS_APP_KEY, WMS_SECRET, WMS_CUSTOMER, warehouses=[WAREHOUSE],
                                      items=CATALOG, seed=seed, ship_delay_s=ship_delay_s, callback_url=callback_url,
                                      owner_code=OWNER)
         self.erp = KingdeeSimulator(acct_id=ERP_ACCT, username=ERP_USER, password=ERP_PASSWORD,
                                     materials=[c["sku"] for c in CATALOG], customers=[CUSTOMER], seed=seed)
         self.servers = [BackgroundServer(self.taobao.app), BackgroundServer(self.wms.app),
-                        BackgroundServer(self.erp.app)]
+                        BackgroundServer(self.erp.app), *(m.server for m in self.markets)]
         self.stories: LifeStories | None = None
 
     def add_life_stories(self, per_story: int = 1) -> LifeStories:
@@ -109,6 +120,11 @@ class DemoSystems:
         chaos = FaultConfig(latency_ms=5, error_5xx_rate=0.05, throttle_rate=0.03, retry_after_s=1,
                             duplicate_rate=0.05, seed=seed)
         self.taobao.faults.reconfigure(chaos)
+        # the marketplaces get 5xx, latency and duplicates; throttling is left to Taobao's TOP: a
+        # JD "App Call Limited" means a 60 s pause, longer than a demo
+        calmer = chaos.model_copy(update={"throttle_rate": 0.0})
+        for market in self.markets:
+            market.sim.faults.reconfigure(calmer)
         self.wms.set_faults(chaos)
         self.erp.set_faults(chaos)
 
@@ -121,7 +137,7 @@ class DemoSystems:
             server.stop()
 
     def registrations(self, run_id: str) -> list[Registration]:
-        tb, wms, erp = (s.base_url for s in self.servers)
+        tb, wms, erp = (s.base_url for s in self.servers[:3])
         regs = [
             Registration(name=f"demo-taobao-{label}", kind="taobao",
                          settings={"base_url": f"{tb}/router/rest", "app_key": APP_KEY, "session": session,
@@ -134,6 +150,7 @@ class DemoSystems:
                                            "customerId": WMS_CUSTOMER, "warehouseCode": WAREHOUSE,
                                            "ownerCode": OWNER},
                                  secrets={"app_secret": WMS_SECRET}))
+        regs += [m.register() for m in self.markets]
         regs.append(Registration(name="demo-erp", kind="kingdee",
                                  settings={"base_url": f"{erp}/k3cloud/", "acctID": ERP_ACCT, "username": ERP_USER},
                                  secrets={"password": ERP_PASSWORD}))
@@ -153,20 +170,36 @@ class DemoSystems:
             story_erp = self.stories.story_codes_in(erp["bills"])
             story_shipped = sum(1 for t in self.stories.all_tids()
                                 if self.taobao.status(t) == "WAIT_BUYER_CONFIRM_GOODS" and self.taobao.writebacks(t))
+        markets = [m.figures() for m in self.markets]
         return {
-            "orders_created": int(tb["orders_created"]) - story_orders,
-            "orders_malformed": int(tb["orders_malformed"]),
+            "orders_created": int(tb["orders_created"]) - story_orders + sum(m["orders_created"] for m in markets),
+            "orders_malformed": int(tb["orders_malformed"]) + sum(m["orders_malformed"] for m in markets),
             "wms_outbound_orders": int(wms["outbound_orders"]) - story_wms,
             "wms_duplicates": int(wms["duplicates"]),
             "erp_sales_orders": int(erp["sales_orders"]) - story_erp,
             "erp_duplicates": int(erp["duplicates"]),
-            "tracking_written_back": int(tb["shipped_count"]) - story_shipped,
+            "tracking_written_back": int(tb["shipped_count"]) - story_shipped
+            + sum(m["tracking_written_back"] for m in markets),
             "tracking_repeat_attempts": int(tb.get("shipment_repeat_attempts", 0)),
         }
 
+    def per_channel(self) -> dict[str, dict[str, int]]:
+        """What each marketplace holds (from its simulator), plus the WMS documents of its orders."""
+        tb = self.taobao.state()
+        stories = self.stories.all_tids() if self.stories else []
+        story_shipped = sum(1 for t in stories
+                            if self.taobao.status(t) == "WAIT_BUYER_CONFIRM_GOODS" and self.taobao.writebacks(t))
+        out = {"taobao": {"orders_created": int(tb["orders_created"]) - len(stories),
+                          "orders_malformed": int(tb["orders_malformed"]),
+                          "tracking_written_back": int(tb["shipped_count"]) - story_shipped}}
+        for m in self.markets:
+            out[m.channel] = m.figures()
+        return out
+
 
 async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = None, timeout_s: float = 600,
-                   show_progress: bool = True, chaos: bool = False, life: bool = True) -> dict[str, Any]:
+                   show_progress: bool = True, chaos: bool = False, life: bool = True,
+                   channels: tuple[str, ...] = tuple(BUILDERS)) -> dict[str, Any]:
     configure(settings.log_format, "WARNING")
     console = Console(stderr=True)
     run_id = f"{int(time.time()) % 1_000_000:06d}"
@@ -174,7 +207,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
     if port_open(settings.api_host, settings.api_port):
         settings = settings.model_copy(update={"api_port": free_port()})  # `tongdao up` holds the default
     started = time.monotonic()
-    systems = DemoSystems(orders, seed, run_id, settings.callback_url("demo-wms"))
+    systems = DemoSystems(orders, seed, run_id, settings.callback_url("demo-wms"), channels=channels)
     stories = systems.add_life_stories() if life else None
     stories_at = time.monotonic()
     if chaos:
@@ -190,9 +223,9 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             register(rt.store, reg, "demo")
             # the demo's connectors point at fresh simulators: start their cursors a day back
             rt.store.set_cursor(reg.name, "orders", datetime.now(UTC) - timedelta(days=1), force=True)
-        rt.store.drop_flow_cursors(demo_flow().name)  # the flow's own cursors start from those
+        rt.store.drop_flow_cursors(DEMO_FLOW_NAME)  # the flow's own cursors start from those
         rt.store.set_xref("sku", {str(item["sku_id"]): item["sku"] for item in CATALOG})
-        flow = demo_flow()
+        flow = demo_flow(systems.markets)
         rt.store.set_flow_paused(flow.name, False, "demo")  # a previous demo left it paused
         ops = FlowOps(rt.client, rt.store, settings.task_queue, "demo")
         await ops.add(flow)
@@ -218,6 +251,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             "chaos": chaos,
             "faults_injected": systems.faults_injected(),
         }
+        summary["channels"] = systems.per_channel()
         violations: list[str] = []
         if stories is not None:
             summary.update(stories.figures())
@@ -294,7 +328,8 @@ async def _wait_until_done(systems: DemoSystems, rt: HubRuntime, run_id: str, ti
 def _print_summary(console: Console, s: dict[str, Any], systems: DemoSystems, settings: Settings) -> None:
     verdict = "[green]all systems agree[/green]" if s["ok"] else "[red]the systems disagree[/red]"
     console.print(
-        f"\n{verdict}: {s['orders_created']} orders created ({s['orders_malformed']} malformed) in two shops; "
+        f"\n{verdict}: {s['orders_created']} orders created ({s['orders_malformed']} malformed) in "
+        f"{len(s.get('channels') or {'taobao': 1})} marketplaces ({', '.join(s.get('channels') or ['taobao'])}); "
         f"WMS holds {s['wms_outbound_orders']} outbound orders ({s['wms_duplicates']} duplicates), "
         f"ERP {s['erp_sales_orders']} sales orders ({s['erp_duplicates']} duplicates); "
         f"{s['tracking_written_back']} tracking numbers written back; {s['quarantined']} quarantined; "

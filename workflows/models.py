@@ -143,6 +143,7 @@ class LifecycleState(BaseModel):
     facts: OrderFacts | None = None
     sent_to: list[str] = Field(default_factory=list, description="targets holding the current revision")
     written_packages: list[str] = Field(default_factory=list)
+    written_tracking: list[str] = Field(default_factory=list)
     shipped_qty: dict[str, int] = Field(default_factory=dict)
     hub_code: str = ""
 
@@ -230,6 +231,7 @@ class ShipmentStepInput(BaseModel):
     shipment: ShipmentInfo
     was_parked: bool = False
     split: bool = Field(False, description="one of several packages: write back with the package's line ids")
+    previous_tracking: list[str] = Field(default_factory=list, description="tracking numbers already written back")
 
 
 class OrderOutcome(BaseModel):

@@ -334,8 +334,11 @@ class AmazonConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
     #:   Amazon publishes changes to search with a delay (payment authorisation, PII release), so the
     #:   ingest stays well behind now; ``overlap`` 15 min re-reads what was indexed late.
     #: * ``window`` 1 h, ``chunk`` 1 day: one search (20-call burst, then one call per ~3 min) per window.
+    # searchOrders' usage plan is 0.0056 req/s with a burst of 20: one search per hour-long window
+    # would spend the burst on a day's catch-up, so a window is a whole chunk (the paging token
+    # carries the rest) and the checkpoint falls once a chunk
     ingest_defaults = IngestDefaults(lag=timedelta(minutes=5), overlap=timedelta(minutes=15),
-                                     chunk=timedelta(days=1), window=timedelta(hours=1))
+                                     chunk=timedelta(days=1), window=timedelta(days=1))
 
     settings: AmazonSettings
     secrets: AmazonSecrets

@@ -95,7 +95,10 @@ class ShipmentActivities:
             return await self.orders._park_on_permanent("writeback", inp, exc)  # type: ignore[arg-type]
         if isinstance(result, bool):  # a connector written before WriteBackResult
             result = WriteBackResult(taken=result)
-        conflict = result.conflicts_with(info.tracking_number)
+        # a conflict is a tracking number on the platform that the hub never wrote (someone else
+        # shipped it); a platform taking one waybill per order (JD, Pinduoduo) shows our first one
+        ours = {info.tracking_number, *inp.previous_tracking}
+        conflict = result.conflicts_with(info.tracking_number) and not (set(result.tracking_on_platform) & ours)
         if conflict:
             await asyncio.to_thread(
                 self.store.raise_task, kind="tracking_conflict", order_key=order.key, ref=info.tracking_number,

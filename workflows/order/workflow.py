@@ -275,7 +275,8 @@ class OrderWorkflow:
             result = await self._guard(inp, "writeback", workflow.execute_activity_method(
                 ShipmentActivities.write_back_package,
                 ShipmentStepInput(order=inp, workflow_id=workflow.info().workflow_id, shipment=package,
-                                  was_parked=bool(self._parked_reason), split=not whole),
+                                  was_parked=bool(self._parked_reason), split=not whole,
+                                  previous_tracking=list(self._st.written_tracking)),
                 **step_options(inp.route, "writeback")))
             self._note(result)
             if not result.ok:
@@ -299,6 +300,7 @@ class OrderWorkflow:
                 self._parked_reason = ""
             self._packages.pop(0)
             self._st.written_packages.append(package.package)
+            self._st.written_tracking.append(package.tracking_number)
             self._st.shipped_qty = add_package(self._st.shipped_qty, lines, active)
             final_seen = final_seen or package.final
         active = self._st.facts.active_qty if self._st.facts else {}
