@@ -26,13 +26,17 @@ async def pull_canonical(store: Store, name: str, since: datetime, until: dateti
     try:
         async for page in connector.pull_orders(since, until):
             for record in page:
+                if record.error:  # the platform would not give this one: say so, as the sync parks it
+                    problems.append(f"{record.external_id}: {record.error}")
+                    continue
                 shop = connector.shop_of(record.payload)
-                key = order_key(connector.kind, shop, record.external_id)
+                channel = connector.channel or connector.kind
+                key = order_key(channel, shop, record.external_id)
                 if key in seen:
                     continue
                 seen.add(key)
                 result = spec.apply(record.payload, lookups=lookups,
-                                    context={"channel": connector.kind, "shop": shop})
+                                    context={"channel": channel, "shop": shop})
                 if result.ok:
                     orders.append(result.value)
                 else:
