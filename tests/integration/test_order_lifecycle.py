@@ -290,3 +290,41 @@ async def test_a_long_wait_continues_as_new_and_keeps_its_state(hub: HubRuntime)
     finally:
         await wms.aclose()
         systems.stop()
+
+
+async def test_another_tracking_number_on_the_trade_raises_a_task(hub: HubRuntime) -> None:
+    """Someone shipped the trade outside the hub (another waybill): the hub's write-back finds it and
+    raises a tracking_conflict task instead of a log line."""
+    from datetime import UTC, datetime
+
+    from canonical import Shipment
+    from connectors.registry import instantiate
+
+    run = "lc6"
+    systems, route = setup_systems(hub, orders=2, run_id=run, malformed_per_shop=0)
+    tb, wms = systems.taobao, systems.wms
+    shop = SHOP.format(run=run)
+    assert hub.store
+    try:
+        tid = tb.make_trade(shop, lines=1)
+        k = order_key("taobao", shop, str(tid))
+        wms.hold(hub_code(k))
+        await asyncio.sleep(1.1)
+        await pull(hub, route, "lc6-1")
+        await wait_for(lambda: wms.status_of(hub_code(k)) is not None)
+        other = instantiate(hub.store, CONNECTOR)  # another system with the shop's credentials
+        try:
+            await other.push_shipment(str(tid), Shipment(order_key=k, carrier_code="ZTO", tracking_number="ZT0000001",
+                                                          shipped_at=datetime.now(UTC)))
+        finally:
+            await other.aclose()
+        wms.release(hub_code(k))
+        await wms.ship_now(hub_code(k))
+        await wait_for(lambda: any(t.kind == "tracking_conflict" and t.order_key == k
+                                   for t in hub.store.list_tasks()), timeout=60)
+        task = next(t for t in hub.store.list_tasks() if t.kind == "tracking_conflict" and t.order_key == k)
+        assert task.details["on_platform"] == "ZT0000001"
+        assert [w[0] for w in tb.writebacks(tid)] == ["ZT0000001"]  # ours was not forced over it
+    finally:
+        await wms.aclose()
+        systems.stop()
