@@ -178,7 +178,12 @@ class OrderActivities:
             errors=[{"target": step, "source_path": "", "value": None, "message": reason}],
             mapping_name=name, mapping_hash=digest,
         )
-        self.store.upsert_order(order.key, stage="quarantined")
+        if row is None:  # parked before it was ever mapped (e.g. the platform refused to return it)
+            self.store.upsert_order(order.key, stage="quarantined", channel=order.channel, shop=order.shop,
+                                    external_id=order.external_id, source_connector=order.source,
+                                    raw_id=order.raw_id, canonical=None)
+        else:
+            self.store.upsert_order(order.key, stage="quarantined")
         return qid
 
     async def _park_on_permanent(self, step: str, inp: StepInput, exc: ConnectorError) -> StepResult:
