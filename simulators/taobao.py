@@ -58,24 +58,47 @@ Rules enforced, and where each one comes from:
   B60 运单号不符合规则或已经被使用, CD25 拆单标记和子订单列表两者必须都填或者都不填,
   B06 传入的子订单号必须完全匹配物流包裹中的子订单.
 
+* Masked receivers and OAID (``mask_receivers=True``; off by default, so the demo keeps clear
+  receivers): an app on TOP's privacy scheme gets ``receiver_name``/``receiver_mobile``/
+  ``receiver_phone``/``receiver_address`` masked (脱敏) in fullinfo, with Trade ``oaid`` when asked in
+  ``fields``. 隐私字段名词解释 (articleId=120397): "OAID的生成涉及如下信息:receiver_name(收件人)、
+  receiver_mobile(手机号)、receiver_phone(电话)、receiver_address(收件地址)、created(订单创建时间)、
+  sellerId(店铺ID)、appkey" -- same receiver, shop, app and natural week → same OAID, another app → another
+  OAID; Trade.oaid: "(收货人+手机号+收货地址+create）4字段返回值都都不能为空，否则生成不了oaid"; fullinfo
+  ``include_oaid``: "传true，代表必须返回oaid，生成不了就报isv.oaid-field-miss错误".
+* ``taobao.top.oaid.decrypt`` (OAID解密, apiId=54714): ``query_list`` ReceiverQuery[] ("解密请求列表,最多
+  支持20个"; ``oaid`` 必须 "长度在128个字符之内", ``tid`` 必须, ``scene`` 可选, one of 1001..1007, 2001, 2002)
+  answers ``receiver_list`` of Receiver (name, mobile, phone, address_detail, state, city, district,
+  town, country, oaid, tid, matched "oaid是否和tid当前的oaid匹配", privacy_protection). An OAID the trade
+  had before its receiver changed is answered with that receiver and ``matched=false``. Scenes 2001/2002
+  (客户售后服务/客户关怀) give the mobile only (the scene table of the OAID strategy page).
+
 Choices of the simulator where the documentation is silent (texts marked ``# sim text``): unpaid
 trades never close on their own (TOP closes them when the payment time runs out, per item and
 activity, shown as Order ``timeout_action_time`` "订单超时到期时间"; no fixed period is documented in the
 API), a scenario calls ``close_unpaid``; a presale deposit is a fifth of the price; consigning an
 unpaid or closed trade answers the same B04 "订单状态不对..." as a repeat;
-the window error is ``15 / isv.invalid-parameter``; unknown ``fields`` names are ignored; windows are
+the window error is ``15 / isv.invalid-parameter``; unknown ``fields`` names are ignored;
+masking keeps the first character of a name ("王**"), the first 3 and last 4 digits of a number
+("138****5678", "0571-****6666") and the first 3 characters of an address ("文三路***"); an OAID/tid pair
+the trade never had is ``15 / isv.invalid-parameter`` (the 非法参数 example of the privacy API pages); a
+session in ``oaid_denied_sessions`` is refused decrypting with TOP's permission error ``11 / Insufficient
+isv permissions / isv.permission-api-package-limit`` (错误码一览: "关联的包中不允许访问该API"); decrypt's
+``country`` is "中国" when the trade's is empty (the response example's value); windows are
 inclusive at both ends; the ``error_5xx`` fault answers ``15 / isp.top-remote-connection-timeout``
 (TOP's server-side ``isp.*`` family) by default, or a plain HTTP 503 with
 ``server_error_style="http503"``.
 
 Public API: ``TaobaoSimulator(apps, shops, orders_per_shop, malformed_per_shop, seed, now,
-spread_hours, faults, calls_per_second, catalog, server_error_style)``; ``.app`` (ASGI: ``/router/rest``
+spread_hours, faults, calls_per_second, catalog, server_error_style, mask_receivers,
+oaid_denied_sessions)``; ``.app`` (ASGI: ``/router/rest``
 GET/POST, ``GET /_sim/state``, ``GET|POST /_sim/faults`` with a FaultConfig JSON, ``POST /_sim/orders``
 with ``{"shop", "n", "malformed", "status", "presale", "lines"}``); ``state()``, ``orders(shop)``, ``get_trade(tid)``,
 ``add_orders(shop, n, malformed, *, status, presale, lines)``, ``make_trade(shop, *, status, presale,
 lines, defect)``; lifecycle ``pay``, ``pay_balance``, ``close_unpaid``, ``refund_all``, ``refund_line``,
 ``request_refund``, ``change_address`` (also ``POST /_sim/trades/{tid}/{action}``); accessors ``trade(tid)``,
-``status(tid)``, ``writebacks(tid)``; ``now()``/``set_now()``/``advance()``, ``signed_params(...)``;
+``status(tid)``, ``writebacks(tid)``, ``clear_receiver(tid)``, ``oaid_of(tid, app_key)``;
+``now()``/``set_now()``/``advance()``, ``signed_params(...)``;
 module helpers ``top_sign``, ``format_top_time``, ``parse_top_time``.
 
 State lives in memory behind a lock: a test thread may read ``state()`` while the uvicorn thread
@@ -84,6 +107,7 @@ serves requests.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import hmac
@@ -126,6 +150,7 @@ SIGN_METHODS = ("md5", "hmac", "hmac-sha256")
 METHOD_INCREMENT = "taobao.trades.sold.increment.get"
 METHOD_FULLINFO = "taobao.trade.fullinfo.get"
 METHOD_OFFLINE_SEND = "taobao.logistics.offline.send"
+METHOD_OAID_DECRYPT = "taobao.top.oaid.decrypt"
 
 WAIT_PAY = "WAIT_BUYER_PAY"
 WAIT_SEND = "WAIT_SELLER_SEND_GOODS"
@@ -184,6 +209,14 @@ INCREMENT_FIELDS = frozenset({
 })
 
 DEFECT_KINDS = ("empty_address", "invalid_mobile", "unknown_sku", "bad_payment")
+
+#: the receiver fields TOP masks for apps on the privacy scheme (region and zip stay clear)
+MASKED_FIELDS = ("receiver_name", "receiver_mobile", "receiver_phone", "receiver_address")
+#: ReceiverQuery.scene values documented for taobao.top.oaid.decrypt; 2001/2002 return the phone only
+OAID_SCENES = frozenset({"1001", "1002", "1003", "1004", "1005", "1006", "1007", "2001", "2002"})
+PHONE_ONLY_SCENES = frozenset({"2001", "2002"})
+MAX_DECRYPT_QUERIES = 20  # "解密请求列表,最多支持20个"
+MAX_OAID_LENGTH = 128  # "长度在128个字符之内"
 
 CENT = Decimal("0.01")
 
@@ -298,6 +331,10 @@ class SimTrade:
     modified: datetime
     data: dict[str, Any]
     defect: str | None = None
+    #: with mask_receivers: the real receiver_* values (``data`` holds the masked ones) ...
+    clear: dict[str, Any] | None = None
+    #: ... and the receivers the trade had before each change_address (their OAIDs are stale)
+    former: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -558,6 +595,8 @@ class TaobaoSimulator:
         calls_per_second: float | None = None,
         catalog: Iterable[Mapping[str, Any]] | None = None,
         server_error_style: Literal["isp", "http503"] = "isp",
+        mask_receivers: bool = False,
+        oaid_denied_sessions: Iterable[str] = (),
     ) -> None:
         if not apps or not shops:
             raise ValueError("at least one app (app_key -> secret) and one shop (session -> nick) are needed")
@@ -576,6 +615,8 @@ class TaobaoSimulator:
         self.faults = FaultInjector(faults or FaultConfig())
         self.calls_per_second = calls_per_second
         self.server_error_style = server_error_style
+        self.mask_receivers = mask_receivers
+        self.oaid_denied_sessions = frozenset(oaid_denied_sessions)
         self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
         self._lock = threading.RLock()
         self._ids: set[int] = set()
@@ -593,6 +634,8 @@ class TaobaoSimulator:
         self._rejected_signatures = 0
         self._rate_limited = 0
         self._throttle_faults = 0
+        self._decrypted = 0
+        self._decrypt_refused = 0
         start = self.now()
         for shop in dict.fromkeys(self.sessions.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
@@ -645,6 +688,27 @@ class TaobaoSimulator:
 
     def _add(self, trade: SimTrade) -> None:
         self._trades[trade.tid] = trade
+        if self.mask_receivers:
+            self._mask(trade)
+
+    @staticmethod
+    def _mask(trade: SimTrade) -> None:
+        """Keep the real receiver aside (once) and show TOP's masked values in ``data``."""
+        if trade.clear is None:
+            trade.clear = {key: trade.data[key] for key in RECEIVER_FIELDS if key in trade.data}
+        for key in MASKED_FIELDS:
+            if key in trade.clear:
+                value = str(trade.clear[key] or "")
+                trade.data[key] = _masked(key, value) if value else ""
+            else:
+                trade.data.pop(key, None)
+
+    @staticmethod
+    def _unmask(trade: SimTrade) -> None:
+        """Put the real receiver back into ``data`` (before changing it); ``_mask`` hides it again."""
+        if trade.clear is not None:
+            trade.data.update(trade.clear)
+            trade.clear = None
 
     def _shop_of(self, shop_or_session: str) -> str:
         if shop_or_session in self.sessions:
@@ -692,8 +756,12 @@ class TaobaoSimulator:
             (tid,) = self.add_orders(shop_or_session, 1, status=status, presale=presale, lines=lines)
             if defect is not None:
                 trade = self._trades[tid]
+                masked = trade.clear is not None
+                self._unmask(trade)  # a receiver defect spoils the real receiver, as the buyer typed it
                 self._factory(trade.shop)._spoil(trade.data, defect)
                 trade.defect = defect
+                if masked:
+                    self._mask(trade)
             return tid
 
     # -- lifecycle: what buyers and the platform do to a trade --------------------------------
@@ -820,7 +888,13 @@ class TaobaoSimulator:
                 changes[key] = str(value)
             if not changes:
                 raise ValueError("change_address needs at least one field")
+            masked = trade.clear is not None
+            if masked:
+                trade.former.append(dict(trade.clear or {}))  # its OAID now answers matched=false
+                self._unmask(trade)
             trade.data.update(changes)
+            if masked:
+                self._mask(trade)
             trade.touch(self.now())
 
     @staticmethod
@@ -848,6 +922,32 @@ class TaobaoSimulator:
             record = self._shipments.get(int(tid))
             packages = record["packages"] if record else []
             return [(p["out_sid"], p["company_code"], list(p["oids"])) for p in packages]
+
+    def clear_receiver(self, tid: int | str) -> dict[str, Any]:
+        """The trade's real receiver_* fields (what decrypt gives back), masked or not."""
+        with self._lock:
+            trade = self._live(tid)
+            source = trade.clear if trade.clear is not None else trade.data
+            return {key: source[key] for key in RECEIVER_FIELDS if key in source}
+
+    def oaid_of(self, tid: int | str, app_key: str | None = None) -> str | None:
+        """The OAID fullinfo shows the app for this trade now (None: not masked, or not generable)."""
+        with self._lock:
+            trade = self._live(tid)
+            if trade.clear is None:
+                return None
+            return self._oaid(trade, trade.clear, app_key or next(iter(self.apps)))
+
+    def _oaid(self, trade: SimTrade, receiver: Mapping[str, Any], app_key: str) -> str | None:
+        """OAID of one receiver of a trade for one app: derived from the receiver, the shop, the app
+        and the natural week of ``created``, as 隐私字段名词解释 lists; None when a part is empty."""
+        parts = [str(receiver.get(key) or "") for key in ("receiver_name", "receiver_mobile", "receiver_address")]
+        if not all(parts):
+            return None
+        year, week, _ = trade.created.astimezone(GMT8).isocalendar()
+        text = "|".join([app_key, trade.shop, *parts, str(receiver.get("receiver_phone") or ""), f"{year}W{week}"])
+        digest = hmac.new(f"oaid:{self.seed}".encode(), text.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:30]).decode()
 
     def orders(self, shop_or_session: str) -> list[dict[str, Any]]:
         """Copies of every trade of a shop (full TOP representation), oldest created first."""
@@ -899,6 +999,8 @@ class TaobaoSimulator:
                 "rejected_signatures": self._rejected_signatures,
                 "throttled": self._rate_limited + self._throttle_faults,
                 "rate_limited": self._rate_limited,
+                "oaid_decrypted": self._decrypted,
+                "oaid_decrypt_refused": self._decrypt_refused,
                 "faults": dict(self.faults.injected),
                 "fault_config": self.faults.config.model_dump(),
                 "now": format_top_time(self.now()),
@@ -1038,6 +1140,7 @@ class TaobaoSimulator:
             METHOD_INCREMENT: self._increment_get,
             METHOD_FULLINFO: self._fullinfo_get,
             METHOD_OFFLINE_SEND: self._offline_send,
+            METHOD_OAID_DECRYPT: self._oaid_decrypt,
         }
 
     def _check_timestamp(self, text: str) -> None:
@@ -1127,7 +1230,69 @@ class TaobaoSimulator:
         trade = self._trades.get(tid)
         if trade is None or trade.shop != shop:
             raise remote_error("isv.trade-not-exist", "交易订单不存在")
-        return {"trade": _render(trade.data, fields, None)}
+        rendered = _render(trade.data, fields, None)
+        if trade.clear is not None:  # an app on the privacy scheme: the OAID comes with the masked receiver
+            oaid = self._oaid(trade, trade.clear, params["app_key"])
+            if oaid is None and _bool_arg(params, "include_oaid"):
+                raise remote_error("isv.oaid-field-miss",
+                                   "收货人、手机号、收货地址或创建时间为空，无法生成oaid")  # sim text
+            if oaid is not None and "oaid" in fields:
+                rendered["oaid"] = oaid
+        return {"trade": rendered}
+
+    # -- taobao.top.oaid.decrypt ------------------------------------------------------------
+
+    def _oaid_decrypt(self, params: dict[str, str], shop: str) -> dict[str, Any]:
+        if params["session"] in self.oaid_denied_sessions or shop in self.oaid_denied_sessions:
+            self._decrypt_refused += 1
+            raise TopError(11, "Insufficient isv permissions", "isv.permission-api-package-limit",
+                           "the app's API packages do not include taobao.top.oaid.decrypt")  # sim text
+        try:
+            queries = json.loads(_required(params, "query_list"))
+        except json.JSONDecodeError:
+            raise invalid_argument("query_list", "query_list must be a JSON list of ReceiverQuery") from None
+        if not isinstance(queries, list) or not queries or not all(isinstance(q, dict) for q in queries):
+            raise invalid_argument("query_list", "query_list must be a JSON list of ReceiverQuery")
+        if len(queries) > MAX_DECRYPT_QUERIES:
+            raise invalid_argument("query_list", f"at most {MAX_DECRYPT_QUERIES} queries per request")
+        receivers = [self._decrypt_one(query, shop, params["app_key"]) for query in queries]
+        self._decrypted += len(receivers)
+        return {"receiver_list": {"receiver": receivers}}
+
+    def _decrypt_one(self, query: Mapping[str, Any], shop: str, app_key: str) -> dict[str, Any]:
+        oaid = str(query.get("oaid") or "").strip()
+        tid_text = str(query.get("tid") or "").strip()
+        scene = str(query.get("scene") or "").strip()
+        if not oaid:
+            raise missing_argument("query_list.oaid")
+        if not tid_text:
+            raise missing_argument("query_list.tid")
+        if len(oaid) > MAX_OAID_LENGTH:
+            raise invalid_argument("query_list.oaid", f"oaid is longer than {MAX_OAID_LENGTH} characters")
+        if not tid_text.isdigit():
+            raise invalid_argument("query_list.tid", "tid must be a number")
+        if scene and scene not in OAID_SCENES:
+            raise invalid_argument("query_list.scene", f"unknown scene {scene}")
+        trade = self._trades.get(int(tid_text))
+        if trade is None or trade.shop != shop or trade.clear is None:
+            raise remote_error("isv.invalid-parameter", "非法参数: oaid与tid不匹配")  # sim text
+        current = self._oaid(trade, trade.clear, app_key)
+        receiver = next((r for r in [trade.clear, *reversed(trade.former)] if self._oaid(trade, r, app_key) == oaid),
+                        None)
+        if receiver is None:
+            raise remote_error("isv.invalid-parameter", "非法参数: oaid与tid不匹配")  # sim text
+        answer: dict[str, Any] = {"tid": tid_text, "oaid": oaid, "matched": oaid == current,
+                                  "privacy_protection": False}
+        if scene in PHONE_ONLY_SCENES:
+            answer["mobile"] = receiver.get("receiver_mobile", "")
+            return answer
+        for ours, theirs in (("name", "receiver_name"), ("mobile", "receiver_mobile"), ("phone", "receiver_phone"),
+                             ("address_detail", "receiver_address"), ("state", "receiver_state"),
+                             ("city", "receiver_city"), ("district", "receiver_district"), ("town", "receiver_town")):
+            if receiver.get(theirs):
+                answer[ours] = receiver[theirs]
+        answer["country"] = receiver.get("receiver_country") or "中国"
+        return answer
 
     # -- taobao.logistics.offline.send ------------------------------------------------------
 
@@ -1195,6 +1360,21 @@ class TaobaoSimulator:
         if len(chosen) != len(wanted):
             raise logistics_error("B06", "传入的子订单号必须完全匹配物流包裹中的子订单")
         return chosen
+
+
+# --------------------------------------------------------------------------- masking
+
+
+def _masked(key: str, value: str) -> str:
+    """TOP-style 脱敏 of one receiver field (sim rule: "王**", "138****5678", "0571-****6666", "文三路***")."""
+    if key == "receiver_name":
+        return value[:1] + "**"
+    if key == "receiver_address":
+        return value[:3] + "***"
+    area, dash, number = value.rpartition("-")
+    if dash and area:
+        return f"{area}-****{number[-4:]}"
+    return f"{value[:3]}****{value[-4:]}" if len(value) >= 7 else "****"
 
 
 # --------------------------------------------------------------------------- request helpers

@@ -1,4 +1,4 @@
-"""Taobao / Tmall over TOP (淘宝开放平台): incremental order pull and tracking write-back.
+"""Taobao / Tmall over TOP (淘宝开放平台): incremental order pull, tracking write-back, OAID receivers.
 
 Wire protocol (TOP "API调用方法详解", open.taobao.com docId=101617):
 
@@ -25,6 +25,11 @@ Calls used:
   ``isv.logistics-offline-service-error:B04`` ("订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
   is answered when the trade (or those lines) is already shipped, or closed, so we look at the
   trade (Order ``invoice_no`` / ``consign_time`` per oid) to decide.
+* ``taobao.top.oaid.decrypt`` (OAID解密, 隐私保护API, apiId=54714) for a shippable receiver of a masked
+  trade, see :meth:`TaobaoConnector.shippable_receiver`. Apps on TOP's privacy scheme get ``receiver_*``
+  masked (脱敏) in ``fullinfo`` plus the trade's ``oaid`` (收件人ID, "OAID通过加密生成 ... 可以用于订单合单,
+  电子面单生成打印, 服务短信发送, 订单敏感信息解密等场景", 隐私字段名词解释 articleId=120397); Trade.oaid
+  is only there when asked for in ``fields`` and when "(收货人+手机号+收货地址+create) 4字段返回值都不能为空".
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from connectors.base import (
     IngestDefaults,
     OrderSource,
     RawRecord,
+    ReceiverSource,
     ShipmentSink,
     WriteBackResult,
     connector_kind,
@@ -80,6 +86,7 @@ DEFAULT_GATEWAY = "https://eco.taobao.com/router/rest"
 METHOD_INCREMENT = "taobao.trades.sold.increment.get"
 METHOD_FULLINFO = "taobao.trade.fullinfo.get"
 METHOD_OFFLINE_SEND = "taobao.logistics.offline.send"
+METHOD_OAID_DECRYPT = "taobao.top.oaid.decrypt"
 
 #: the example value the fullinfo documentation gives for ``fields``
 DOC_FULLINFO_FIELDS = "tid,type,status,payment,orders,promotion_details"
@@ -88,10 +95,11 @@ DEFAULT_FULLINFO_FIELDS = DOC_FULLINFO_FIELDS + (
     ",seller_nick,buyer_nick,buyer_open_uid,created,modified,pay_time,consign_time,end_time"
     ",total_fee,post_fee,discount_fee,adjust_fee,buyer_message,seller_memo,shipping_type"
     ",receiver_name,receiver_country,receiver_state,receiver_city,receiver_district,receiver_town"
-    ",receiver_address,receiver_zip,receiver_mobile,receiver_phone,step_trade_status,step_paid_fee"
+    ",receiver_address,receiver_zip,receiver_mobile,receiver_phone,step_trade_status,step_paid_fee,oaid"
 )
-#: fields every fullinfo request carries, whatever the settings say (ids, cursor, shop)
-REQUIRED_FULLINFO_FIELDS = ("tid", "modified", "seller_nick")
+#: fields every fullinfo request carries, whatever the settings say (ids, cursor, shop, and the OAID:
+#: without it a masked receiver would look like a clear one and be shipped to "王**")
+REQUIRED_FULLINFO_FIELDS = ("tid", "modified", "seller_nick", "oaid")
 INCREMENT_FIELDS = "tid,modified,seller_nick"
 #: what a reconcile listing needs: ids and the modification time, nothing else
 LIST_FIELDS = "tid,modified"
@@ -135,6 +143,21 @@ TRANSIENT_SUB_CODES = frozenset({
 })
 ALREADY_SHIPPED_SUB_CODES = frozenset({"isv.logistics-offline-service-error:B04"})
 ALREADY_SHIPPED_MARKERS = ("不能重复发货", "已经发货", "已发货")
+
+# --- OAID (taobao.top.oaid.decrypt, apiId=54714) ----------------------------------------------------
+#: ReceiverQuery.scene: "解密场景编号。不同场景,解密策略不同 ... 1001(顺丰电子面单发货)、1002(4通一达电子面单
+#: 发货)、1003(EMS电子面单发货)、1004(其他电子面单发货)、1005(线下门店发货)、1006(手工单发货)、1007(代发货)";
+#: the after-sales / care scenes (2001, 2002) return the phone only and are no use for shipping
+OaidScene = Literal["1001", "1002", "1003", "1004", "1005", "1006", "1007"]
+#: "收件人ID (Open Addressee ID),长度在128个字符之内"
+MAX_OAID_LENGTH = 128
+#: decrypt Receiver field -> our shippable_receiver key ("only what TOP gives": no zip, no country)
+DECRYPT_FIELDS = {"name": "name", "mobile": "mobile", "phone": "phone", "state": "province", "city": "city",
+                  "district": "district", "town": "town", "address_detail": "street"}
+#: a trade that is not masked: its own receiver_* fields
+TRADE_RECEIVER_FIELDS = {"receiver_name": "name", "receiver_mobile": "mobile", "receiver_phone": "phone",
+                         "receiver_state": "province", "receiver_city": "city", "receiver_district": "district",
+                         "receiver_town": "town", "receiver_address": "street", "receiver_zip": "postal_code"}
 
 _BAN_SECONDS = re.compile(r"ban will last for\s+(\d+(?:\.\d+)?)\s+more seconds", re.IGNORECASE)
 
@@ -209,6 +232,9 @@ class TaobaoSettings(ConnectorSettings):
     max_window_hours: float = Field(24.0, gt=0, le=24, description="TOP allows at most one day per query")
     fullinfo_fields: str = Field(DEFAULT_FULLINFO_FIELDS, min_length=1)
     fullinfo_concurrency: int = Field(8, ge=1, le=64)
+    oaid_scene: OaidScene = Field("1004", description="taobao.top.oaid.decrypt scene; 1004 = 其他电子面单发货 "
+                                  "(the WMS prints an e-waybill of whichever carrier); 1001/1002/1003 when the "
+                                  "warehouse ships only with SF / the 4通一达 / EMS")
     rate_limit_per_s: float | None = Field(None, gt=0, description="client-side cap; None = platform default")
 
     @field_validator("fullinfo_fields")
@@ -227,7 +253,7 @@ class TaobaoSecrets(ConnectorSecrets):
 
 
 @connector_kind("taobao", title="Taobao / Tmall (TOP)")
-class TaobaoConnector(Connector, OrderSource, ShipmentSink):
+class TaobaoConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
     Settings = TaobaoSettings
     Secrets = TaobaoSecrets
 
@@ -557,6 +583,74 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink):
                  same_tracking=(shipment.tracking_number in tracking) if tracking else None)
         return WriteBackResult(taken=False, tracking_on_platform=tracking)
 
+    # --- receivers -----------------------------------------------------------------------------
+
+    async def shippable_receiver(self, payload: dict[str, Any]) -> dict[str, str]:
+        """Clear receiver of one trade, for the WMS document only (never stored or logged).
+
+        A trade without ``oaid`` is not masked: its own ``receiver_*`` fields are returned. A masked
+        trade is decrypted with ``taobao.top.oaid.decrypt`` (OAID解密, apiId=54714), ``query_list`` =
+        one ReceiverQuery ``{oaid, tid, scene}`` ("解密请求列表,最多支持20个"; oaid and tid 必须, scene
+        from the ``oaid_scene`` setting), sent as JSON the way the SDKs serialise object lists. The
+        answer's ``receiver_list`` gives ``name``, ``mobile`` ("privacy_protection=true是为隐私号,格式为
+        18877771111-123": kept as given, the carrier dials it), ``phone``, ``address_detail``,
+        ``state``/``city``/``district``/``town``; only what TOP gives is returned (no zip: the hub
+        keeps the trade's own ``receiver_zip``).
+
+        ``matched`` ("oaid是否和tid当前的oaid匹配 ... 当不匹配时，建议通过taobao.trade.fullinfo.get获取
+        最新的oaid") false means the buyer changed the receiver after our copy: the current OAID is
+        read with fullinfo and decrypted once more, so the parcel goes where the buyer now wants it
+        (the changed ``modified`` brings the new version to the hub through the pull as well).
+
+        Why not the alternatives TOP documents: ``taobao.top.oaid.client.decrypt`` (端侧OAID解密,
+        apiId=55714) needs a ``sec_once_token`` from a person's client ("解密数据不经过ISV服务器"), which
+        a worker does not have; handing the OAID to the WMS (Qimen ``deliveryorder.create``
+        ``receiverInfo.oaid``, the WMS then calls ``taobao.qimen.receiverinfo.query``, apiId=55142)
+        needs a WMS on that scheme and lives in the Qimen mapping, not here.
+
+        Errors are classified like every call (code 7 → throttled, ``isp.*`` → transient); the app
+        or the seller lacking the decrypt permission (codes 11/12/13, ``isv.permission-*``) becomes
+        an ``AuthError`` that says so in plain words, since only a person can apply for it.
+        """
+        tid = _valid_tid(str(_tid(payload) or ""))
+        oaid = str(payload.get("oaid") or "").strip()
+        if not oaid:
+            return {ours: str(payload[key]) for key, ours in TRADE_RECEIVER_FIELDS.items()
+                    if payload.get(key) not in (None, "")}
+        receiver = await self._decrypt(tid, oaid)
+        if not _matched(receiver):
+            current = str((await self._fullinfo(tid, "tid,oaid")).get("oaid") or "").strip()
+            if current and current != oaid:
+                log.warning("taobao.oaid_changed", connector=self.name, tid=tid)  # no receiver data logged
+                receiver = await self._decrypt(tid, current)
+            if not _matched(receiver):
+                raise TransientError(f"{METHOD_OAID_DECRYPT}: the OAID of tid {tid} does not match the trade's "
+                                     "current receiver", code="oaid-not-matched", platform=PLATFORM)
+        return {ours: str(receiver[key]) for key, ours in DECRYPT_FIELDS.items()
+                if receiver.get(key) not in (None, "")}
+
+    async def _decrypt(self, tid: str, oaid: str) -> dict[str, Any]:
+        """One ``taobao.top.oaid.decrypt`` for (tid, oaid): the Receiver of that tid."""
+        if len(oaid) > MAX_OAID_LENGTH:
+            raise InvalidRequestError(f"the OAID of tid {tid} is longer than {MAX_OAID_LENGTH} characters",
+                                      platform=PLATFORM)
+        query = [{"oaid": oaid, "tid": tid, "scene": self.settings.oaid_scene}]
+        try:
+            answer = await self._call(METHOD_OAID_DECRYPT, {
+                "query_list": json.dumps(query, ensure_ascii=False, separators=(",", ":"))})
+        except AuthError as exc:
+            if _lacks_permission(exc):
+                raise AuthError(
+                    f"the TOP app {self.settings.app_key} lacks the OAID decrypt permission "
+                    f"({METHOD_OAID_DECRYPT}, 隐私保护API) for this shop, so masked receivers cannot be shipped: "
+                    f"apply for it in the TOP console and have the seller authorise it ({exc.message})",
+                    code=exc.code, platform=PLATFORM, details=exc.details) from None
+            raise
+        found = [r for r in _listed(answer.get("receiver_list"), "receiver") if str(r.get("tid") or tid) == tid]
+        if not found:
+            raise TransientError(f"{METHOD_OAID_DECRYPT}: no receiver for tid {tid} in the answer", platform=PLATFORM)
+        return found[0]
+
     # --- connectivity --------------------------------------------------------------------------
 
     async def test(self) -> str:
@@ -629,6 +723,19 @@ def _already_shipped(exc: ConnectorError) -> bool:
         sub_code.startswith("isv.logistics-offline-service-error")
         and any(marker in exc.message for marker in ALREADY_SHIPPED_MARKERS)
     )
+
+
+def _matched(receiver: Mapping[str, Any]) -> bool:
+    """Decrypt ``matched``: absent counts as matched (older answers do not carry it)."""
+    return receiver.get("matched") not in (False, "false")
+
+
+def _lacks_permission(exc: ConnectorError) -> bool:
+    """Codes 11/12/13 (Insufficient ISV / User / Partner Permissions) or an ``isv.permission-*``
+    sub code (e.g. isv.permission-api-package-limit "关联的包中不允许访问该API"), as opposed to a
+    bad signature or session, which the generic message already explains."""
+    sub_code = str(exc.details.get("sub_code") or "").lower()
+    return exc.details.get("top_code") in (11, 12, 13) or sub_code.startswith("isv.permission")
 
 
 def _tracking_numbers(lines: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -17,6 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
+from canonical.validation import validate_order
+from connectors.http import RetryPolicy
+from connectors.taobao import TaobaoConnector
+from mappings import DictLookups, load_spec
 from simulators.catalog import CATALOG
 from simulators.faults import FaultConfig
 from simulators.server import BackgroundServer
@@ -659,3 +664,158 @@ async def test_generation_options_and_admin_lifecycle(top: Top) -> None:
     assert (await top.client.post(f"/_sim/trades/{tids[1]}/refund_all")).status_code == 422  # unpaid
     assert (await top.client.post(f"/_sim/trades/{tids[1]}/explode")).status_code == 404
     assert (await top.client.post("/_sim/trades/1234/pay")).status_code == 404
+
+
+# --------------------------------------------------------------------------- masked receivers (OAID)
+
+DECRYPT = "taobao.top.oaid.decrypt"
+MASKABLE = ("receiver_name", "receiver_mobile", "receiver_phone", "receiver_address")
+
+
+@pytest.fixture
+async def masked() -> AsyncIterator[Top]:
+    sim = make_sim(mask_receivers=True, malformed_per_shop=0, oaid_denied_sessions={SESSION_B})
+    async with await client_for(sim) as client:
+        yield Top(sim, client)
+
+
+async def fullinfo(top: Top, tid: int, fields: str = ALL_FIELDS + ",oaid", **business: Any) -> dict[str, Any]:
+    body = await top.call(FULLINFO, {"fields": fields, "tid": tid, **business})
+    return body.get("trade_fullinfo_get_response", {}).get("trade") or body
+
+
+async def decrypt(top: Top, *queries: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    return await top.call(DECRYPT, {"query_list": json.dumps(list(queries), ensure_ascii=False)}, **kwargs)
+
+
+async def test_receivers_are_clear_and_without_oaid_by_default(top: Top) -> None:
+    tid = top.sim.orders(SHOP_A)[0]["tid"]
+    trade = await fullinfo(top, tid)
+    assert "oaid" not in trade and "*" not in trade["receiver_name"] + trade["receiver_mobile"]
+    assert top.sim.clear_receiver(tid)["receiver_mobile"] == trade["receiver_mobile"]
+    assert top.sim.oaid_of(tid) is None
+
+
+async def test_masked_trade_shows_masked_receiver_and_oaid(masked: Top) -> None:
+    tid = masked.sim.orders(SHOP_A)[0]["tid"]
+    real = masked.sim.clear_receiver(tid)
+    trade = await fullinfo(masked, tid)
+    assert trade["receiver_name"] == real["receiver_name"][0] + "**"
+    assert trade["receiver_mobile"] == real["receiver_mobile"][:3] + "****" + real["receiver_mobile"][-4:]
+    assert trade["receiver_address"] == real["receiver_address"][:3] + "***"
+    assert (trade["receiver_state"], trade["receiver_city"], trade["receiver_zip"]) == (
+        real["receiver_state"], real["receiver_city"], real["receiver_zip"])  # region stays clear
+    assert trade["oaid"] == masked.sim.oaid_of(tid, APP_KEY) and 0 < len(trade["oaid"]) <= 128
+    assert "oaid" not in await fullinfo(masked, tid, "tid,receiver_name")  # only when asked for in fields
+    assert masked.sim.oaid_of(tid, "another-app") != trade["oaid"]  # "若应用(appkey)不同, 则oaid不同"
+    for t in masked.sim.orders(SHOP_A):  # the simulator's own copies are what TOP shows: masked
+        assert all("*" in t[k] for k in MASKABLE if t.get(k))
+
+
+async def test_decrypt_gives_the_real_receiver(masked: Top) -> None:
+    tid = next(t["tid"] for t in masked.sim.orders(SHOP_A) if t.get("receiver_phone"))
+    real = masked.sim.clear_receiver(tid)
+    oaid = (await fullinfo(masked, tid))["oaid"]
+    body = await decrypt(masked, {"oaid": oaid, "tid": str(tid), "scene": "1004"})
+    (receiver,) = body["top_oaid_decrypt_response"]["receiver_list"]["receiver"]
+    assert receiver == {
+        "tid": str(tid), "oaid": oaid, "matched": True, "privacy_protection": False,
+        "name": real["receiver_name"], "mobile": real["receiver_mobile"], "phone": real["receiver_phone"],
+        "address_detail": real["receiver_address"], "state": real["receiver_state"], "city": real["receiver_city"],
+        "district": real["receiver_district"], "town": real["receiver_town"], "country": "中国"}
+    care = await decrypt(masked, {"oaid": oaid, "tid": str(tid), "scene": "2002"})
+    (phone_only,) = care["top_oaid_decrypt_response"]["receiver_list"]["receiver"]
+    assert phone_only["mobile"] == real["receiver_mobile"] and "name" not in phone_only
+    assert masked.sim.state()["oaid_decrypted"] == 2
+
+
+async def test_decrypt_checks_the_signature(masked: Top) -> None:
+    tid = masked.sim.orders(SHOP_A)[0]["tid"]
+    query = {"oaid": masked.sim.oaid_of(tid), "tid": str(tid)}
+    refused = error(await decrypt(masked, query, secret="not-the-secret"))
+    assert refused["code"] == 25 and masked.sim.state()["oaid_decrypted"] == 0
+
+
+async def test_decrypt_refuses_unknown_pairs_and_bad_queries(masked: Top) -> None:
+    a, b = (t["tid"] for t in masked.sim.orders(SHOP_A)[:2])
+    oaid_a = masked.sim.oaid_of(a)
+    for query in ({"oaid": oaid_a, "tid": str(b)}, {"oaid": "nope", "tid": str(a)},
+                  {"oaid": masked.sim.oaid_of(a, "another-app"), "tid": str(a)},
+                  {"oaid": oaid_a, "tid": "1234567890123456789"}):
+        refused = error(await decrypt(masked, query))
+        assert (refused["code"], refused["sub_code"]) == (15, "isv.invalid-parameter")
+    assert error(await decrypt(masked, {"tid": str(a)}))["code"] == 40
+    assert error(await decrypt(masked, {"oaid": oaid_a, "tid": str(a), "scene": "9999"}))["code"] == 41
+    assert error(await decrypt(masked, {"oaid": "x" * 129, "tid": str(a)}))["code"] == 41
+    assert error(await decrypt(masked, *[{"oaid": oaid_a, "tid": str(a)}] * 21))["code"] == 41
+    assert error(await masked.call(DECRYPT, {"query_list": "not json"}))["code"] == 41
+    assert error(await masked.call(DECRYPT, {}))["code"] == 40
+
+
+async def test_decrypt_refused_for_a_session_without_permission(masked: Top) -> None:
+    tid = masked.sim.orders(SHOP_B)[0]["tid"]
+    refused = error(await decrypt(masked, {"oaid": masked.sim.oaid_of(tid), "tid": str(tid)}, session=SESSION_B))
+    assert (refused["code"], refused["msg"], refused["sub_code"]) == (
+        11, "Insufficient isv permissions", "isv.permission-api-package-limit")
+    assert masked.sim.state()["oaid_decrypt_refused"] == 1
+
+
+async def test_changed_address_gives_a_new_oaid_and_the_old_one_is_not_matched(masked: Top) -> None:
+    tid = masked.sim.make_trade(SHOP_A)
+    before = masked.sim.clear_receiver(tid)
+    old = masked.sim.oaid_of(tid)
+    masked.sim.change_address(tid, address="文一西路 969 号 3 幢")
+    new = (await fullinfo(masked, tid))["oaid"]
+    assert new != old and masked.sim.trade(tid)["receiver_address"] == "文一西***"
+    stale = (await decrypt(masked, {"oaid": old, "tid": str(tid)}))["top_oaid_decrypt_response"]
+    assert stale["receiver_list"]["receiver"][0]["matched"] is False
+    assert stale["receiver_list"]["receiver"][0]["address_detail"] == before["receiver_address"]
+    fresh = (await decrypt(masked, {"oaid": new, "tid": str(tid)}))["top_oaid_decrypt_response"]
+    assert fresh["receiver_list"]["receiver"][0]["address_detail"] == "文一西路 969 号 3 幢"
+    assert fresh["receiver_list"]["receiver"][0]["matched"] is True
+
+
+async def test_no_oaid_without_an_address_and_include_oaid(masked: Top) -> None:
+    tid = masked.sim.make_trade(SHOP_A, defect="empty_address")
+    assert masked.sim.clear_receiver(tid)["receiver_address"] == ""
+    assert "oaid" not in await fullinfo(masked, tid)  # "4字段返回值都都不能为空，否则生成不了oaid"
+    missing = error(await fullinfo(masked, tid, include_oaid="true"))
+    assert missing["sub_code"] == "isv.oaid-field-miss"
+    spoiled = masked.sim.make_trade(SHOP_A, defect="invalid_mobile")
+    assert "*" in masked.sim.trade(spoiled)["receiver_mobile"]  # the defect is hidden behind the mask
+    assert "*" not in masked.sim.clear_receiver(spoiled)["receiver_mobile"]
+
+
+async def test_contract_masked_pull_map_and_shippable_receiver() -> None:
+    """The real connector against the simulator with masking on: pull → map (protected) →
+    shippable_receiver → the clear values are the simulator's real receiver."""
+    sim = make_sim(mask_receivers=True, malformed_per_shop=0, orders_per_shop=12, now=datetime.now(UTC),
+                   spread_hours=1)
+    conn = TaobaoConnector.from_config("tb-masked", {"base_url": "http://top.test/router/rest", "app_key": APP_KEY,
+                                                     "session": SESSION_A, "page_size": 5},
+                                       {"app_secret": SECRET})
+    assert isinstance(conn, TaobaoConnector)
+    conn.api.transport = httpx.ASGITransport(app=sim.app)
+    conn.api.retry = RetryPolicy(attempts=3, max_elapsed_s=5, initial_s=0.001, max_s=0.01)
+    until = sim.now()
+    records = [r async for page in conn.pull_orders(until - timedelta(hours=2), until) for r in page]
+    assert {r.external_id for r in records} == {str(t["tid"]) for t in sim.orders(SHOP_A)}
+    spec = load_spec("taobao_order")
+    for record in records:
+        result = spec.apply(record.payload, lookups=DictLookups({}), context={"shop": conn.shop_of(record.payload)})
+        assert result.ok, result.errors
+        order = result.value
+        real = sim.clear_receiver(record.external_id)
+        assert order.receiver.protected and order.receiver.name == real["receiver_name"][0] + "**"
+        assert order.receiver.mobile != real["receiver_mobile"]
+        assert not [p for p in validate_order(order) if p.field.startswith("receiver")]
+        clear = await conn.shippable_receiver(record.payload)
+        expected = {"name": real["receiver_name"], "mobile": real["receiver_mobile"],
+                    "street": real["receiver_address"], "province": real["receiver_state"],
+                    "city": real["receiver_city"], "district": real["receiver_district"],
+                    "town": real["receiver_town"]}
+        if real.get("receiver_phone"):
+            expected["phone"] = real["receiver_phone"]
+        assert clear == expected
+    assert sim.state()["oaid_decrypted"] == len(records)
+    await conn.aclose()

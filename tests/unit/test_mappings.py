@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from canonical import Order
+from canonical.validation import validate_order
 from mappings import (
     DictLookups,
     ExpressionCompileError,
@@ -218,6 +219,39 @@ def test_model_errors_are_translated_with_source_paths(taobao: MappingSpec, trad
     trade["orders"]["order"] = []
     assert errors_by_target(taobao.apply(trade, SKUS))["lines"].source_path == "orders.order"
     assert taobao.source_path_for(("receiver", "address", "street")) == "receiver_address"
+
+
+def masked_trade() -> dict[str, Any]:
+    """A fullinfo trade for an app on TOP's privacy scheme: receiver masked (脱敏) plus Trade.oaid."""
+    return json.loads((FIXTURES / "taobao_trade_masked.json").read_text())
+
+
+def test_masked_receiver_with_oaid_is_protected_and_kept_as_given(taobao: MappingSpec) -> None:
+    result = taobao.apply(masked_trade(), SKUS, {"shop": "tongdao-flagship"})
+    assert result.ok, result.errors
+    receiver = result.value.receiver
+    assert receiver.protected
+    assert (receiver.name, receiver.mobile, receiver.phone) == ("王**", "138****5678", "0571-****6666")
+    assert (receiver.address.street, receiver.address.province, receiver.address.postal_code) == (
+        "文三路***", "浙江省", "310012")
+    assert "oaid" not in result.value.model_dump_json()  # the OAID stays in the raw trade, where decrypt reads it
+
+
+def test_masked_receiver_passes_validation_clear_one_is_still_checked(taobao: MappingSpec,
+                                                                       trade: dict[str, Any]) -> None:
+    masked = taobao.apply(masked_trade(), SKUS).value
+    assert not [p for p in validate_order(masked) if p.field.startswith("receiver")]
+    trade["receiver_mobile"] = "138****5678"  # masked-looking, but no oaid: a clear receiver, checked
+    clear = taobao.apply(trade, SKUS).value
+    assert not clear.receiver.protected
+    assert "receiver.mobile" in {p.field for p in validate_order(clear)}
+
+
+@pytest.mark.parametrize("oaid", [None, ""])
+def test_no_or_empty_oaid_is_a_clear_receiver(taobao: MappingSpec, trade: dict[str, Any], oaid: str | None) -> None:
+    if oaid is not None:
+        trade["oaid"] = oaid
+    assert taobao.apply(trade, SKUS).value.receiver.protected is False
 
 
 def test_filtered_lists_keep_source_indexes_in_errors(trade: dict[str, Any]) -> None:

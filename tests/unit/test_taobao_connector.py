@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -657,7 +658,12 @@ def test_defaults_and_session_as_secret():
     assert (conn.settings.page_size, conn.settings.max_window_hours, conn.settings.fullinfo_concurrency) == (
         100, 24, 8)
     assert conn.settings.rate_limit_per_s is None
-    assert conn.capabilities == frozenset({"orders", "shipments"})
+    assert conn.capabilities == frozenset({"orders", "shipments", "receivers"})
+    assert conn.settings.oaid_scene == "1004"
+    assert "oaid" in conn.settings.fullinfo_fields.split(",")
+    custom = TaobaoConnector.from_config("s", {"app_key": "k", "fullinfo_fields": "tid,status"},
+                                         {"app_secret": SECRET, "session": SESSION})
+    assert custom.settings.fullinfo_fields == "tid,status,modified,seller_nick,oaid"  # never without the OAID
     assert SESSION not in repr(conn) and SESSION not in str(conn.describe())
 
 
@@ -675,3 +681,132 @@ async def test_secrets_never_leak(top):
         assert SECRET not in text and SESSION not in text and sign not in text
     assert conn.describe()["settings"]["session"] == "********"
     assert conn.describe()["secrets"] == {"app_secret": "********", "session": "********"}
+
+
+# --- masked receivers (OAID) ------------------------------------------------------------------------
+
+TID = "3912345678901234567"
+OAID = "1ctFfHOw-1cCMP3giFqJYUsmJu4ugofb1Db9O-cO-d-4"
+MASKED = {"tid": int(TID), "oaid": OAID, "receiver_name": "王**", "receiver_mobile": "138****5678",
+          "receiver_phone": "", "receiver_state": "浙江省", "receiver_city": "杭州市", "receiver_district": "西湖区",
+          "receiver_town": "文新街道", "receiver_address": "文三路***", "receiver_zip": "310012"}
+CLEAR = {"name": "王小明", "mobile": "13812345678", "phone": "0571-88886666", "address_detail": "文三路 90 号 501",
+         "state": "浙江省", "city": "杭州市", "district": "西湖区", "town": "文新街道", "country": "中国"}
+
+
+def decrypted(tid: str = TID, oaid: str = OAID, matched: bool = True, **fields: str) -> dict[str, Any]:
+    """A top.oaid.decrypt answer (apiId=54714 response example, JSON with TOP's list wrapper)."""
+    receiver = CLEAR | {"oaid": oaid, "tid": tid, "matched": matched, "privacy_protection": False} | fields
+    return {"top_oaid_decrypt_response": {"receiver_list": {"receiver": [receiver]}, "request_id": "r1"}}
+
+
+async def test_masked_receiver_is_decrypted_with_tid_oaid_and_scene(top):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: decrypted()
+    clear = await make_connector(oaid_scene="1001").shippable_receiver(dict(MASKED))
+    assert clear == {"name": "王小明", "mobile": "13812345678", "phone": "0571-88886666", "street": "文三路 90 号 501",
+                     "province": "浙江省", "city": "杭州市", "district": "西湖区", "town": "文新街道"}
+    assert top.methods() == ["taobao.top.oaid.decrypt"]  # FakeTop checked the signature of this call too
+    body = top.bodies("taobao.top.oaid.decrypt")[0]
+    assert set(body) == {"query_list"}
+    assert json.loads(body["query_list"]) == [{"oaid": OAID, "tid": TID, "scene": "1001"}]
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "hmac"])
+async def test_decrypt_is_signed_like_every_call(top, sign_method):
+    top.sign_method = sign_method
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: decrypted()
+    clear = await make_connector(sign_method=sign_method).shippable_receiver(dict(MASKED))
+    assert clear["name"] == "王小明" and len(top.calls) == 1
+
+
+async def test_only_what_top_gives_is_returned(top):
+    answer = decrypted()
+    receiver = answer["top_oaid_decrypt_response"]["receiver_list"]["receiver"][0]
+    del receiver["phone"], receiver["town"]
+    receiver["mobile"] = "18877771111-123"  # privacy_protection=true: a 隐私号 with its extension
+    receiver["privacy_protection"] = True
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: answer
+    clear = await make_connector().shippable_receiver(dict(MASKED))
+    assert clear["mobile"] == "18877771111-123"
+    assert "phone" not in clear and "town" not in clear and "postal_code" not in clear and "country" not in clear
+
+
+async def test_a_trade_without_oaid_is_not_masked_and_needs_no_call(top):
+    trade = {k: v for k, v in MASKED.items() if k != "oaid"} | {
+        "receiver_name": "王小明", "receiver_mobile": "13812345678", "receiver_address": "文三路 90 号 501"}
+    clear = await make_connector().shippable_receiver(trade)
+    assert clear == {"name": "王小明", "mobile": "13812345678", "province": "浙江省", "city": "杭州市",
+                     "district": "西湖区", "town": "文新街道", "street": "文三路 90 号 501", "postal_code": "310012"}
+    assert top.calls == []
+
+
+async def test_stale_oaid_is_replaced_by_the_current_one(top):
+    new_oaid = "2ddGgIPx-2dDNQ4hjGrKZVtnKv5vhpgc2Ec0P-dP-e-5"
+    answers = {OAID: decrypted(matched=False, address_detail="旧地址 1 号"),
+               new_oaid: decrypted(oaid=new_oaid, address_detail="文一西路 969 号")}
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: answers[json.loads(body["query_list"])[0]["oaid"]]
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: {
+        "trade_fullinfo_get_response": {"trade": {"tid": int(TID), "oaid": new_oaid}}}
+    clear = await make_connector().shippable_receiver(dict(MASKED))
+    assert clear["street"] == "文一西路 969 号"
+    assert top.methods() == ["taobao.top.oaid.decrypt", "taobao.trade.fullinfo.get", "taobao.top.oaid.decrypt"]
+    assert top.bodies("taobao.trade.fullinfo.get")[0]["fields"] == "tid,oaid"
+
+
+async def test_unmatched_oaid_that_stays_unmatched_is_transient(top):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: decrypted(matched=False)
+    top.handlers["taobao.trade.fullinfo.get"] = lambda body: {
+        "trade_fullinfo_get_response": {"trade": {"tid": int(TID), "oaid": OAID}}}
+    with pytest.raises(TransientError, match="does not match"):
+        await make_connector().shippable_receiver(dict(MASKED))
+
+
+@pytest.mark.parametrize(("code", "msg", "sub_code"), [
+    (11, "Insufficient isv permissions", "isv.permission-api-package-limit"),
+    (12, "Insufficient user permissions", ""),
+])
+async def test_missing_decrypt_permission_is_a_plain_auth_error(top, code, msg, sub_code):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: top_error(code, msg, sub_code, "scope not granted")
+    with pytest.raises(AuthError) as info:
+        await make_connector().shippable_receiver(dict(MASKED))
+    text = str(info.value)
+    assert "lacks the OAID decrypt permission" in text and APP_KEY in text and "taobao.top.oaid.decrypt" in text
+    assert not info.value.retryable and info.value.details["top_code"] == code
+    assert len(top.calls) == 1
+
+
+async def test_invalid_session_on_decrypt_keeps_the_session_message(top):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: top_error(27, "Invalid session", "invalid-sessionkey")
+    with pytest.raises(AuthError) as info:
+        await make_connector().shippable_receiver(dict(MASKED))
+    assert "Invalid session" in str(info.value) and "decrypt permission" not in str(info.value)
+
+
+async def test_throttled_decrypt(top):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: top_error(
+        7, "App Call Limited", "accesscontrol.limited-by-api-access-count", "This ban will last for 42 more seconds")
+    with pytest.raises(ThrottledError) as info:
+        await make_connector().shippable_receiver(dict(MASKED))
+    assert info.value.retry_after == 42.0 and len(top.calls) == 1
+
+
+async def test_decrypt_server_errors_are_transient(top):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: top_error(15, "Remote service error",
+                                                                     "isp.top-remote-connection-timeout")
+    with pytest.raises(TransientError):
+        await make_connector().shippable_receiver(dict(MASKED))
+    assert len(top.calls) == 3  # retried in process, then left to Temporal
+
+
+async def test_unknown_oaid_tid_pair_and_empty_answer(top):
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: top_error(15, "Remote service error",
+                                                                     "isv.invalid-parameter", "非法参数")
+    with pytest.raises(InvalidRequestError):
+        await make_connector().shippable_receiver(dict(MASKED))
+    top.handlers["taobao.top.oaid.decrypt"] = lambda body: {"top_oaid_decrypt_response": {"request_id": "r"}}
+    with pytest.raises(TransientError, match="no receiver"):
+        await make_connector().shippable_receiver(dict(MASKED))
+    with pytest.raises(InvalidRequestError):
+        await make_connector().shippable_receiver(MASKED | {"oaid": "x" * 129})
+    with pytest.raises(InvalidRequestError):
+        await make_connector().shippable_receiver({"oaid": OAID})
