@@ -7,6 +7,8 @@ absolute rates) are what carries from one machine to another:
   ratio = fastest / this. Also ``MappingSpec.apply`` per order.
 * ``temporal_sqlite`` — the embedded Temporal server with the SQLite defaults vs
   ``journal_mode=wal`` + ``synchronous=normal``; ratio = wal / default.
+* ``payload_codec``   — the hub's data converter with the AES-GCM payload codec vs without;
+  ratio = codec / plain (µs per payload round trip).
 * ``order_timeline``  — one order's workflow history, event by event: a small demo runs in a
   throw-away state directory (its own Temporal server, simulators on loopback), then the history
   of its most recent completed order is read; figures are offsets from the workflow's start.
@@ -90,6 +92,20 @@ def temporal_sqlite(quick: bool) -> list[str]:
     return summary
 
 
+# -- payload_codec --------------------------------------------------------------------------------
+_CODEC = re.compile(r"^(?P<label>plain pydantic converter|with AES-GCM codec)\s+(?P<us>[\d.]+) µs")
+_CODEC_RATIO = re.compile(r"ratio codec/plain: (?P<ratio>[\d.]+)x \((?P<extra>[^)]*)\)")
+
+
+def payload_codec(quick: bool) -> list[str]:
+    output = _run(["bench/payload_codec.py", "--n", "1000" if quick else "5000"])
+    summary = [f"{m['label']}: {m['us']} µs per payload round trip" for m in map(_CODEC.match, output.splitlines())
+               if m]
+    if match := _CODEC_RATIO.search(output):
+        summary.append(f"codec/plain: {match['ratio']}x ({match['extra']})")
+    return summary
+
+
 # -- order_timeline -------------------------------------------------------------------------------
 _EVENT = re.compile(r"^\s*(?P<offset>[\d.]+) s\s+(?P<event>\w+)")
 
@@ -143,6 +159,7 @@ BENCHES: dict[str, Callable[[bool], list[str]]] = {
     "expr_languages": expr_languages,
     "temporal_sqlite": temporal_sqlite,
     "order_timeline": order_timeline,
+    "payload_codec": payload_codec,
 }
 
 

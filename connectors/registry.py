@@ -87,8 +87,16 @@ def load_registration(path: Path) -> Registration:
 
 
 def register(store: RegistrationStore, reg: Registration, actor: str) -> bool:
-    reg.validate_kind()
-    return store.save_connector(reg.name, reg.kind, reg.settings, reg.secrets, actor)
+    """Validate and store a registration. A credential is a secret wherever the file puts it: a
+    setting that the kind also accepts as a secret (Taobao's ``session``) is moved to the secrets
+    before it is stored, so it is kept encrypted and shown masked like the others."""
+    cls = reg.validate_kind()
+    settings, secrets = dict(reg.settings), dict(reg.secrets)
+    for name in list(settings):
+        if name in cls.Secrets.model_fields and settings[name] not in (None, ""):
+            value = settings.pop(name)
+            secrets.setdefault(name, str(value))
+    return store.save_connector(reg.name, reg.kind, settings, secrets, actor)
 
 
 def instantiate(store: RegistrationStore, name: str) -> Connector:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 from temporalio.service import RPCError
 
@@ -23,6 +24,7 @@ from connectors.base import PushReceiver
 from connectors.errors import ConnectorError
 from flows.pushes import ingest_pushed_order
 from hub.auth import ADMIN, OPERATE, READ, Caller, requires
+from worker.codec import PayloadCodecError, payloads_from_json, payloads_to_json
 from workflows.order.client import deliver_event, request_replay
 
 if TYPE_CHECKING:
@@ -294,7 +296,67 @@ def create_app(rt: HubRuntime) -> FastAPI:
                 return Response("temporarily unavailable", status_code=503)
         return Response(result.body, status_code=result.status_code, media_type=result.media_type)
 
+    # -- codec server: the Temporal CLI (--codec-endpoint API/codec) and Web UI decrypt payloads here ---------
+    codec_origins = set(rt.settings.codec_origins)
+    codec_roles = {"decode": requires(CODEC_DECODE, store), "encode": requires(OPERATE, store)}
+
+    @app.options("/codec/{op}", include_in_schema=False)
+    async def codec_preflight(op: str, request: Request) -> Response:
+        """CORS preflight of the Web UI (a browser page on another origin); only the configured origins."""
+        cors = codec_cors(request, codec_origins)
+        if op not in codec_roles or not cors:
+            return Response("origin not allowed", status_code=403)
+        return Response(status_code=204, headers={**cors, "Access-Control-Allow-Methods": "POST, OPTIONS",
+                                                  "Access-Control-Allow-Headers": "Authorization, Content-Type, "
+                                                  "X-Namespace", "Access-Control-Max-Age": "600"})
+
+    async def codec_call(op: str, request: Request) -> Response:
+        # the role check runs here, not as a dependency, so that a 401/403 carries the CORS headers too and
+        # the Web UI can show it instead of an opaque network error
+        cors = codec_cors(request, codec_origins)
+        try:
+            caller = await codec_roles[op](request)
+            try:
+                payloads = payloads_from_json(await request.json())
+            except ValueError as exc:
+                raise HTTPException(400, str(exc)) from None
+            if rt.client is None:
+                raise HTTPException(503, "not connected to Temporal")
+            codec = rt.client.data_converter.payload_codec
+            try:
+                if codec is not None:
+                    payloads = await (codec.decode(payloads) if op == "decode" else codec.encode(payloads))
+            except PayloadCodecError as exc:
+                raise HTTPException(422, str(exc)) from None
+        except HTTPException as exc:
+            headers = {**(exc.headers or {}), **cors}
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+        log.info(f"codec.{op}", actor=caller.actor, payloads=len(payloads),
+                 namespace=request.headers.get("x-namespace"))
+        return JSONResponse(payloads_to_json(payloads), headers=cors)
+
+    @app.post("/codec/decode")
+    async def codec_decode(request: Request) -> Response:
+        """Temporal codec-server protocol: ``{"payloads": [...]}`` (base64) decrypted. Role admin or auditor."""
+        return await codec_call("decode", request)
+
+    @app.post("/codec/encode")
+    async def codec_encode(request: Request) -> Response:
+        """Temporal codec-server protocol: payloads encrypted with the active key. Role admin or operator."""
+        return await codec_call("encode", request)
+
     return app
+
+
+CODEC_DECODE = frozenset({"admin", "auditor"})  # reading order data in clear; operators act, they need not read it
+
+
+def codec_cors(request: Request, origins: set[str]) -> dict[str, str]:
+    """CORS headers for a request from one of ``origins`` (the Temporal Web UI), else none."""
+    origin = request.headers.get("origin", "").rstrip("/")
+    if origin not in origins:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
 
 
 async def dispatch_event(rt: HubRuntime, connector: str, event: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hub.logging import configure
@@ -51,22 +52,81 @@ out = Console()
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    """Print one ``error:`` line (never wrapped, never read as markup, never showing a secret or a
+    phone number) and return the exit to raise."""
+    console.print(f"[red]error:[/red] {escape(_one_line(message))}", soft_wrap=True)
     return typer.Exit(code)
 
 
+def _one_line(message: str) -> str:
+    """A multi-line message (pydantic's, YAML's with its caret) as one scrubbed line: scripts and log
+    collectors read the error as one record."""
+    from canonical.redact import scrub_text
+
+    lines = [line.strip() for line in message.splitlines()]
+    kept = [line for line in lines if line and line != "^" and not line.startswith("For further information")]
+    return scrub_text(" ".join(kept))
+
+
 def _settings() -> Settings:
-    s = get_settings()
+    from pydantic import ValidationError
+
+    try:
+        s = get_settings()
+    except ValidationError as exc:  # e.g. TONGDAO_API_PORT=abc
+        problems = "; ".join(f"TONGDAO_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        raise _fail(f"bad setting: {problems}") from None
     configure(s.log_format, os.environ.get("TONGDAO_LOG_LEVEL", "WARNING"))
     return s
 
 
 def _store(s: Settings | None = None):  # noqa: ANN202
     from store import open_store
+    from store.secrets import SecretKeyError
 
     s = s or _settings()
-    s.ensure_home()
-    return open_store(s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
+    try:
+        s.ensure_home()
+    except OSError as exc:
+        raise _fail(f"state directory {s.home} (TONGDAO_HOME): {exc.strerror or exc}") from None
+    try:
+        return open_store(s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
+    except SecretKeyError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A file given on the command line as text: a binary or unreadable file is one error line."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _fail(f"{path}: not a UTF-8 text {what} (undecodable byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise _fail(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path, what: str, kind: type = dict) -> Any:
+    """A JSON file given on the command line, which must hold a ``kind`` (object by default)."""
+    text = _read_text(path, what)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(value, kind):
+        expected = {dict: "a JSON object {...}", list: "a JSON array [...]"}.get(kind, kind.__name__)
+        raise _fail(f"{path}: the {what} must be {expected}, not a JSON {type(value).__name__}") from None
+    return value
+
+
+def _key_values(items: list[str], option: str, example: str) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict; one without ``=`` or with an empty key is one error line."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"{option} {item!r}: expected KEY=VALUE, e.g. {option} {example}")
+        pairs[key.strip()] = value
+    return pairs
 
 
 def _actor(s: Settings) -> str:
@@ -176,6 +236,7 @@ def connectors_add(file: Path = typer.Option(..., "--file", "-f", exists=True, d
     from connectors.registry import load_registration, register
 
     s = _settings()
+    _read_text(file, "registration file (YAML or JSON)")
     try:
         reg = load_registration(file)
         created = register(_store(s), reg, _actor(s))
@@ -220,8 +281,8 @@ def connectors_show(name: str) -> None:
     store = _store()
     try:
         connector = instantiate(store, name)
-    except ConnectorError as exc:
-        raise _fail(str(exc)) from None
+    except (ConnectorError, ValueError) as exc:  # ValueError: the secret key does not open its secrets
+        raise _fail(f"{name}: {exc}") from None
     row = store.get_connector(name)
     assert row is not None
     info = connector.describe() | {"created_at": row.created_at.isoformat(), "created_by": row.created_by,
@@ -241,8 +302,10 @@ def connectors_test(name: str) -> None:
     from connectors.errors import ConnectorError
     from connectors.registry import instantiate
 
+    store = _store()
+
     async def run() -> str:
-        connector = instantiate(_store(), name)
+        connector = instantiate(store, name)
         try:
             return await connector.test()
         finally:
@@ -250,8 +313,19 @@ def connectors_test(name: str) -> None:
 
     try:
         console.print(f"[green]ok[/green] {name}: {asyncio.run(run())}")
-    except ConnectorError as exc:
-        raise _fail(f"{name}: {exc}") from None
+    except (ConnectorError, ValueError) as exc:
+        raise _fail(_connector_problem(store, name, exc)) from None
+
+
+def _connector_problem(store: Any, name: str, exc: Exception) -> str:
+    """One line for a failed call to a connector's endpoint: which connector, which URL, what went wrong."""
+    from connectors.errors import TransientError
+
+    row = store.get_connector(name)
+    url = (row.settings or {}).get("base_url") if row is not None else None
+    if isinstance(exc, TransientError) and url:
+        return f"{name}: cannot reach {url}: {exc} (is the endpoint up? `tongdao connectors test {name}`)"
+    return f"{name}: {exc}"
 
 
 @connectors_app.command("remove")
@@ -287,8 +361,16 @@ def connectors_pull(
     end = _parse_time(until, "--until") if until else datetime.now(UTC)
     if end <= start:
         raise _fail("--until must be after --since")
+    from connectors.errors import ConnectorError
+
     s = _settings()
-    orders, problems = asyncio.run(pull_canonical(_store(s), name, start, end, mapping, progress=console))
+    store = _store(s)
+    try:
+        orders, problems = asyncio.run(pull_canonical(store, name, start, end, mapping, progress=console))
+    except ConnectorError as exc:
+        raise _fail(_connector_problem(store, name, exc)) from None
+    except (ValueError, FileNotFoundError) as exc:  # unknown/broken --mapping spec, or a key that opens no secrets
+        raise _fail(f"{name}: {exc}") from None
     for p in problems:
         console.print(f"[yellow]unmapped[/yellow] {p}")
     if as_json:
@@ -313,7 +395,8 @@ def mappings_preview(
 ) -> None:
     """Map a sample payload and print the result, or the errors (exit 1).
 
-    Example: `tongdao mappings preview taobao_order tests/fixtures/taobao_trade.json --xref sku=skus.json`
+    Example: `tongdao mappings preview taobao_order tests/fixtures/taobao_trade.json
+    --xref sku=examples/xref/taobao_skus.json --context shop=tmall-main`
     """
     from mappings import DictLookups, load_spec
 
@@ -321,12 +404,15 @@ def mappings_preview(
         mapping = load_spec(spec)
     except Exception as exc:  # a spec error names its field
         raise _fail(f"{spec}: {exc}") from None
+    ctx = _key_values(context, "--context", "shop=tmall-main")
+    xref_files = _key_values(xref, "--xref", "sku=examples/xref/taobao_skus.json")
+    document = _read_json(payload, "sample payload")
     tables: dict[str, dict[str, str]] = _store().xref_tables() if use_store else {}
-    for item in xref:
-        table, _, path = item.partition("=")
-        tables[table] = {str(k): str(v) for k, v in json.loads(Path(path).read_text()).items()}
-    ctx = dict(item.split("=", 1) for item in context)
-    result = mapping.apply(json.loads(payload.read_text()), lookups=DictLookups(tables), context=ctx)
+    for table, path in xref_files.items():
+        if not Path(path).is_file():
+            raise _fail(f"--xref {table}={path}: no such file")
+        tables[table] = {str(k): str(v) for k, v in _read_json(Path(path), "cross-reference table").items()}
+    result = mapping.apply(document, lookups=DictLookups(tables), context=ctx)
     console.print(f"spec {mapping.name} @ {mapping.content_hash[:12]}")
     if result.ok:
         value = result.value
@@ -456,12 +542,17 @@ def tasks_list(
     """
     cutoff = None
     if older_than:
-        try:
-            from flows.model import parse_duration
+        from datetime import timedelta
 
-            cutoff = datetime.now(UTC) - parse_duration(older_than)
-        except (ValueError, TypeError) as exc:
-            raise _fail(f"--older-than: {exc}") from None
+        from pydantic import TypeAdapter, ValidationError
+
+        from flows.model import parse_duration
+
+        try:  # 30m, 2h, 1d, seconds, or ISO 8601 (P1D) as in flow files
+            age = TypeAdapter(timedelta).validate_python(parse_duration(older_than))
+        except (ValueError, TypeError, ValidationError):
+            raise _fail(f"--older-than: {older_than!r} is not a duration; use e.g. 30m, 2h, 1d, 1h30m") from None
+        cutoff = datetime.now(UTC) - age
     from hub.api import task_view
 
     rows = _store().list_tasks(None if status == "all" else status.value, kind=kind, role=role, older_than=cutoff)
@@ -506,11 +597,16 @@ def quarantine_replay(qid: int = typer.Argument(..., metavar="ID")) -> None:
     store = _store(s)
 
     async def run() -> Any:
-        client = await connect(s.temporal_target, s.temporal_namespace, wait_s=5)
+        try:
+            client = await connect(s.temporal_target, s.temporal_namespace, wait_s=5)
+        except Exception:
+            raise _fail(f"Temporal at {s.temporal_target} is not reachable: start `tongdao up`") from None
         return await request_replay(client, store, qid, _actor(s))
 
     try:
         row = asyncio.run(run())
+    except typer.Exit:
+        raise
     except (LookupError, ValueError) as exc:
         raise _fail(str(exc)) from None
     except Exception as exc:
@@ -526,7 +622,9 @@ def xref_load(table: str, file: Path = typer.Argument(..., exists=True, dir_okay
 
     Example: `tongdao xref load sku examples/xref/taobao_skus.json`
     """
-    values: dict[str, Any] = json.loads(file.read_text())
+    values: dict[str, Any] = _read_json(file, "cross-reference table")
+    if any(isinstance(v, dict | list) for v in values.values()):
+        raise _fail(f"{file}: values must be strings or numbers ({{\"external\": \"ours\"}}), not objects or lists")
     _store().set_xref(table, {str(k): str(v) for k, v in values.items()})
     console.print(f"{len(values)} entries in {table}")
 
@@ -539,7 +637,11 @@ def schema_export(out_dir: Path = typer.Option(Path("docs/schema"), "--out", hel
     """
     from canonical.schema import export_schemas
 
-    for path in export_schemas(out_dir):
+    try:
+        paths = export_schemas(out_dir)
+    except OSError as exc:
+        raise _fail(f"--out {out_dir}: {exc.strerror or exc}") from None
+    for path in paths:
         console.print(f"wrote {path}")
 
 
@@ -574,6 +676,8 @@ def _run_flow_op(need_temporal: bool, op: str, *args: Any, as_json: bool = False
 
     try:
         result = asyncio.run(go())
+    except typer.Exit:  # already reported (click's Exit is a RuntimeError: it must not be reported twice)
+        raise
     except (FlowNotFound, FlowError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -590,6 +694,7 @@ def flows_add(file: Path = typer.Option(..., "--file", "-f", exists=True, dir_ok
     """
     from flows.model import FlowError, load_flow
 
+    _read_text(file, "flow file (YAML or JSON)")
     try:
         flow = load_flow(file)
     except FlowError as exc:
@@ -759,7 +864,22 @@ def orders_reconcile(
 
 
 def main() -> None:
-    app()
+    """The ``tongdao`` entry point.
+
+    Files the hub creates (its store, the secret key, the embedded Temporal's history and log, which
+    that server creates itself) are for this user only: the umask is set here so child processes
+    inherit it. Any error a command did not turn into a sentence still ends as one line and exit 1;
+    ``TONGDAO_DEBUG=1`` shows the traceback instead.
+    """
+    os.umask(0o077)
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("TONGDAO_DEBUG", "") not in ("", "0"):
+            raise
+        text = _one_line(f"{type(exc).__name__}: {exc}").rstrip(": ")
+        console.print(f"[red]error:[/red] {escape(text)} (TONGDAO_DEBUG=1 shows the traceback)", soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

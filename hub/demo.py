@@ -140,9 +140,9 @@ class DemoSystems:
         tb, wms, erp = (s.base_url for s in self.servers[:3])
         regs = [
             Registration(name=f"demo-taobao-{label}", kind="taobao",
-                         settings={"base_url": f"{tb}/router/rest", "app_key": APP_KEY, "session": session,
+                         settings={"base_url": f"{tb}/router/rest", "app_key": APP_KEY,
                                    "sign_method": "hmac-sha256", "shop": nick},
-                         secrets={"app_secret": APP_SECRET})
+                         secrets={"app_secret": APP_SECRET, "session": session})
             for label, (session, nick) in zip("ab", self.shops.items(), strict=True)
         ]
         regs.append(Registration(name="demo-wms", kind="qimen",

@@ -19,6 +19,7 @@ from connectors.registry import ConnectorPool
 from hub.settings import Settings
 from store import Store, open_store
 from worker.client import connect
+from worker.codec import EncryptionCodec, KeySource
 from worker.embedded import EmbeddedTemporal
 from worker.worker import build_worker
 from workflows import search
@@ -47,7 +48,11 @@ class HubRuntime:
             self.temporal = EmbeddedTemporal(s.temporal_db, port=s.temporal_port, ui_port=s.temporal_ui_port,
                                              headless=self.headless_ui, namespace=s.temporal_namespace)
             await asyncio.to_thread(self.temporal.start)
-        self.client = await connect(s.temporal_target, s.temporal_namespace)
+        # payloads are encrypted with the settings' keyring; loaded now so a bad key fails the start, not an order
+        codec = EncryptionCodec(KeySource(s.payload_keys.get_secret_value() if s.payload_keys else None,
+                                          s.payload_keys_file, s.home))
+        log.info("temporal.payload_codec", active_key=codec.keyring.active_id, keys=len(codec.keyring.keys))
+        self.client = await connect(s.temporal_target, s.temporal_namespace, codec=codec)
         added = await search.ensure_registered(self.client, s.temporal_namespace)
         if added:
             log.info("temporal.search_attributes_added", names=added)

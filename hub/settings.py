@@ -40,6 +40,12 @@ class Settings(BaseSettings):
                             "one Temporal namespace need different ones")
     max_push_bytes: int = Field(2_000_000, gt=0, description="largest body POST /hooks/{connector} accepts")
     secret_key: SecretStr | None = Field(None, description="Fernet key for connector secrets")
+    payload_keys: SecretStr | None = Field(None, description="keys encrypting Temporal payloads: comma-separated "
+                                           "id:base64key pairs, the first encrypts, all decrypt (rotation)")
+    payload_keys_file: Path | None = Field(None, description="file of id:base64key lines instead (outside the state "
+                                           "directory); neither set = <home>/payload.keys, generated (dev only)")
+    codec_cors_origins: str | None = Field(None, description="comma-separated origins (the Temporal Web UI's) allowed "
+                                           "to call /codec/*; unset = http://localhost and 127.0.0.1 on the UI port")
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     actor: str = Field("", description="who is making changes (recorded on registrations); default $USER")
@@ -64,11 +70,24 @@ class Settings(BaseSettings):
     def api_url(self) -> str:
         return (self.api_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
 
+    @property
+    def codec_origins(self) -> list[str]:
+        if self.codec_cors_origins is not None:
+            return [o.strip().rstrip("/") for o in self.codec_cors_origins.split(",") if o.strip()]
+        return [f"http://localhost:{self.temporal_ui_port}", f"http://127.0.0.1:{self.temporal_ui_port}"]
+
     def callback_url(self, connector_name: str) -> str:
         return f"{self.api_url}/hooks/{connector_name}"
 
     def ensure_home(self) -> Path:
-        self.home.mkdir(parents=True, exist_ok=True)
+        """The state directory, made (or tightened to) 0700: it holds the order history, the store's
+        personal data and the secret key, none of which other users of the machine may read."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            if self.home.stat().st_mode & 0o077:
+                self.home.chmod(0o700)
+        except OSError:  # not ours (a shared mount): its owner decides
+            pass
         return self.home
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -331,8 +332,39 @@ class Store(LifecycleQueries, AccessQueries):
                 row.released_at = now()
 
 
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases and ``:memory:``)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def owner_only(path: Path, mode: int = 0o600) -> None:
+    """Make ``path`` (if it exists) readable by its owner only: the store holds personal data and
+    sealed secrets, and a state directory made by an older version (or another umask) left them 0644.
+    A file we may not change is left as it is (whoever owns it decides)."""
+    try:
+        if path.exists() and path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
+    except OSError:
+        pass
+
+
 def open_store(url: str, secret_key: str | None, home: Path, run_migrations: bool = True) -> Store:
+    """Open (and migrate) the hub store; a SQLite file is created 0600, and so are its -wal and -shm
+    (SQLite gives them the database file's mode, so the file is made before the first connection)."""
+    box = SecretBox.from_settings(secret_key, home)  # a bad key fails here, before anything is written
+    db_file = _sqlite_path(url)
+    if db_file is not None:
+        db_file.parent.mkdir(parents=True, exist_ok=True)
+        if not db_file.exists():
+            os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT, 0o600))
+        owner_only(db_file)
     engine = make_engine(url)
     if run_migrations:
         migrate(engine)
-    return Store(engine, SecretBox.from_settings(secret_key, home))
+    if db_file is not None:
+        for suffix in ("-wal", "-shm", "-journal"):
+            owner_only(db_file.with_name(db_file.name + suffix))
+    return Store(engine, box)

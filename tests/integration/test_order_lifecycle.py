@@ -284,7 +284,11 @@ async def test_a_long_wait_continues_as_new_and_keeps_its_state(hub: HubRuntime)
             if os.environ.get("TONGDAO_RECORD_HISTORIES") == "1":
                 from pathlib import Path
 
-                history = await hub.client.get_workflow_handle(f"order:{k}", run_id=first_run).fetch_history()
+                from worker.codec import decode_history
+
+                history = await decode_history(
+                    await hub.client.get_workflow_handle(f"order:{k}", run_id=first_run).fetch_history(),
+                    hub.client.data_converter.payload_codec)
                 out = Path(__file__).parents[1] / "histories" / "order_lifecycle_continued_first_run.json"
                 out.write_text(history.to_json())
     finally:

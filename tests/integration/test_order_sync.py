@@ -63,7 +63,10 @@ async def assert_no_personal_data_in_history(hub: HubRuntime, systems: DemoSyste
     assert hub.client
     trade = systems.taobao.get_trade(key.rsplit(":", 1)[1])
     assert trade is not None
-    history = (await hub.client.get_workflow_handle(f"order:{key}").fetch_history()).to_json()
+    from worker.codec import decode_history
+
+    raw = await hub.client.get_workflow_handle(f"order:{key}").fetch_history()
+    history = (await decode_history(raw, hub.client.data_converter.payload_codec)).to_json()
     payloads = "\n".join(base64.b64decode(m).decode("utf-8", "replace")
                           for m in re.findall(r'"data":\s*"([A-Za-z0-9+/=]+)"', history))
     assert payloads and trade["tid"] and str(trade["tid"]) in payloads
@@ -78,8 +81,12 @@ async def record_histories(hub: HubRuntime, workflows: dict[str, str]) -> None:
     assert hub.client
     out = Path(__file__).parents[1] / "histories"
     out.mkdir(exist_ok=True)
+    from worker.codec import decode_history
+
     for name, wf_id in workflows.items():
-        history = await hub.client.get_workflow_handle(wf_id).fetch_history()
+        # decoded: the recorded histories replay with the plain converter (no key in the repo)
+        history = await decode_history(await hub.client.get_workflow_handle(wf_id).fetch_history(),
+                                       hub.client.data_converter.payload_codec)
         (out / f"{name}.json").write_text(history.to_json())
 
 

@@ -21,7 +21,10 @@ OPEN = {("GET", "/health"), ("POST", "/hooks/{name}")}
 #: what each role may do; everything else must be 403 for it
 OPERATOR_WRITES = {("POST", "/quarantine/{qid}/replay"), ("POST", "/tasks/{task_id}/close"),
                    ("POST", "/flows/{name}/pause"), ("POST", "/flows/{name}/resume"),
-                   ("POST", "/flows/{name}/run-now"), ("POST", "/flows/{name}/backfill")}
+                   ("POST", "/flows/{name}/run-now"), ("POST", "/flows/{name}/backfill"),
+                   ("POST", "/codec/encode")}
+#: decrypting Temporal payloads through the codec server: admin and auditor, not operator
+AUDITOR_READS = {("POST", "/codec/decode")}
 ADMIN_ONLY_READS = {("GET", "/tokens")}
 
 
@@ -77,6 +80,9 @@ def test_roles(hub: Any) -> None:
         assert admin not in (401, 403), (method, path, admin)
         if method == "GET" and (method, path) not in ADMIN_ONLY_READS:
             assert operator not in (401, 403) and auditor not in (401, 403), (method, path)
+        elif (method, path) in AUDITOR_READS:
+            assert auditor not in (401, 403), (method, path)
+            assert operator == 403, (method, path)
         elif (method, path) in OPERATOR_WRITES:
             assert operator not in (401, 403), (method, path)
             assert auditor == 403, (method, path)

@@ -107,6 +107,50 @@ def test_every_command_has_help_with_an_example() -> None:
     for args in (["up"], ["demo"], ["connectors", "add"], ["connectors", "list"], ["connectors", "show"],
                  ["connectors", "test"], ["connectors", "remove"], ["connectors", "pull"],
                  ["mappings", "preview"], ["quarantine", "list"], ["quarantine", "replay"], ["xref", "load"],
-                 ["schema", "export"]):
+                 ["schema", "export"], ["flows", "add"], ["flows", "pause"], ["tasks", "list"],
+                 ["tokens", "create"], ["orders", "reconcile"]):
         code, out, _ = run(*args, "--help")
         assert code == 0 and "Example" in out, args
+
+
+def test_state_files_are_for_their_owner_only(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tongdao` sets umask 0o077 at start-up (children such as the embedded Temporal inherit it), the
+    state directory is 0700 and the store and the key are 0600 even when a file was made wider."""
+    import os
+    import sys
+
+    from hub import cli
+
+    monkeypatch.setattr(sys, "argv", ["tongdao", "tokens", "create", "ops", "--role", "auditor"])
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+        assert os.umask(0o022) == 0o077  # what main() left for the process and its children
+    finally:
+        os.umask(old)
+    assert exit_info.value.code in (0, None)
+    assert home.stat().st_mode & 0o777 == 0o700
+    files = {p.name: p.stat().st_mode & 0o777 for p in home.iterdir()}
+    assert {"tongdao.db", "secret.key"} <= set(files)
+    assert all(mode == 0o600 for mode in files.values()), files
+
+
+def test_open_store_and_home_tighten_what_an_older_version_left(home: Path) -> None:
+    import os
+
+    from hub.settings import Settings
+    from store import open_store
+
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    open_store(f"sqlite:///{home / 'tongdao.db'}", None, home)
+    for name in ("tongdao.db", "tongdao.db-wal", "tongdao.db-shm", "secret.key"):
+        if (home / name).exists():
+            os.chmod(home / name, 0o644)
+    Settings(home=home).ensure_home()
+    open_store(f"sqlite:///{home / 'tongdao.db'}", None, home)
+    assert home.stat().st_mode & 0o777 == 0o700
+    modes = {p.name: p.stat().st_mode & 0o777 for p in home.iterdir()}
+    assert modes["tongdao.db"] == modes["secret.key"] == 0o600
+    assert all(mode == 0o600 for mode in modes.values()), modes

@@ -87,7 +87,11 @@ def test_every_example_loads_and_round_trips(path: Path) -> None:
 
 def test_demo_example_matches_the_demo_routing() -> None:
     flow = load_flow(EXAMPLES / "demo.yaml")
-    assert [s.connector for s in flow.sources] == ["demo-taobao-a", "demo-taobao-b"]
+    assert [s.connector for s in flow.sources] == ["demo-taobao-a", "demo-taobao-b", "demo-jd", "demo-douyin",
+                                                   "demo-shopify", "demo-pdd", "demo-amazon"]
+    from hub.demo_channels import BUILDERS
+
+    assert {f"demo-{kind}" for kind in BUILDERS} <= {s.connector for s in flow.sources}
     assert (flow.targets.wms, flow.targets.erp) == ("demo-wms", "demo-erp")
     assert flow.context == {"warehouse_code": "WH-HZ01", "owner_code": "TONGDAO", "customer": "CUST-TAOBAO",
                             "sale_org": "100"}

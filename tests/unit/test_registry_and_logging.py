@@ -50,6 +50,23 @@ def test_registration_errors_name_the_field(tmp_path: Path) -> None:
 
 def test_log_redaction() -> None:
     event = redact(None, "info", {"event": "x", "app_secret": "s", "password": "p", "receiver_mobile": "13800138000",
-                                  "order_key": "taobao:a:1"})
+                                  "order_key": "taobao:a:1", "signalled": 2,
+                                  "settings": {"session": "sess", "sign_method": "md5"}})
     assert event["app_secret"] == "********" and event["password"] == "********"
-    assert event["receiver_mobile"] == "13****00" and event["order_key"] == "taobao:a:1"
+    assert event["receiver_mobile"] == "138****00" and event["order_key"] == "taobao:a:1"
+    assert event["signalled"] == 2  # a count of signalled workflows, not a signature
+    assert event["settings"] == {"session": "********", "sign_method": "md5"}  # nested too
+
+
+def test_a_session_given_under_settings_is_stored_as_a_secret(tmp_path) -> None:  # noqa: ANN001
+    from connectors.registry import Registration, register
+    from store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'hub.db'}", None, tmp_path)
+    register(store, Registration(name="shop", kind="taobao", settings={
+        "base_url": "http://127.0.0.1:9/router/rest", "app_key": "1", "session": "6100-the-session-key"},
+        secrets={"app_secret": "s3cret"}), "test")
+    row = store.get_connector("shop")
+    assert "session" not in row.settings
+    assert store.connector_secrets(row)["session"] == "6100-the-session-key"
+    assert b"6100-the-session-key" not in (tmp_path / "hub.db").read_bytes()
