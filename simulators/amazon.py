@@ -88,6 +88,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.catalog import CATALOG
+from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 
 SEARCH_PATH = "/orders/2026-01-01/orders"
@@ -323,7 +324,7 @@ class _OrderFactory:
         return SimOrder(order_id=order_id, shop=self.shop, data=data, defect=defect)
 
 
-class AmazonSimulator:
+class AmazonSimulator(SimClock):
     """SP-API Orders + LWA for seeded sellers; ``app`` is the ASGI app.
 
     ``apps`` maps LWA client_id → client_secret, ``shops`` maps refresh_token → our shop (one selling
@@ -370,7 +371,7 @@ class AmazonSimulator:
         self.pii_role = pii_role
         self.token_ttl_s = token_ttl_s
         self.min_age = timedelta(seconds=min_age_s)
-        self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
+        self.start_clock(now)
         self._lock = threading.RLock()
         self._key = hashlib.sha256(f"amazon-sim:{seed}".encode()).digest()
         self._orders: dict[str, SimOrder] = {}
@@ -392,19 +393,6 @@ class AmazonSimulator:
         for shop in dict.fromkeys(self.refresh_tokens.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
         self.app = self._build_app()
-
-    # -- clock --------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
-
-    def set_now(self, moment: datetime) -> None:
-        if moment.tzinfo is None:
-            raise ValueError("set_now needs a timezone-aware datetime")
-        self._offset = moment - datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
 
     # -- data ---------------------------------------------------------------------------------
 

@@ -86,6 +86,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.catalog import CATALOG
+from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
@@ -220,7 +221,7 @@ class _Bucket:
         return False
 
 
-class DouyinSimulator:
+class DouyinSimulator(SimClock):
     """A Douyin open platform serving seeded shops; ``app`` is the ASGI app.
 
     ``apps`` maps app_key -> app_secret, ``shops`` maps access_token -> shop_id. Each distinct shop
@@ -258,7 +259,7 @@ class DouyinSimulator:
         self.calls_per_second = calls_per_second
         self.server_error_style = server_error_style
         self.push_url = push_url
-        self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
+        self.start_clock(now)
         self._lock = threading.RLock()
         self._orders: dict[str, SimOrder] = {}
         self._ciphers: dict[str, tuple[str, int, str]] = {}  # cipher -> (order_id, data_type, clear)
@@ -283,17 +284,6 @@ class DouyinSimulator:
         self.app = self._build_app()
 
     # -- clock ------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
-
-    def set_now(self, moment: datetime) -> None:
-        if moment.tzinfo is None:
-            raise ValueError("set_now needs a timezone-aware datetime")
-        self._offset = moment - datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
 
     def _epoch(self) -> int:
         return int(self.now().timestamp())

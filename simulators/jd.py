@@ -82,6 +82,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from simulators.catalog import CATALOG
+from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
@@ -295,7 +296,7 @@ def _jd_item(entry: Mapping[str, Any], index: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the simulator
 
 
-class JdSimulator:
+class JdSimulator(SimClock):
     """A JOS router serving seeded POP shops; ``app`` is the ASGI app (``/routerjson`` + ``/_sim/*``).
 
     ``apps`` maps app_key → app_secret, ``shops`` maps access_token → shop name (each shop gets a
@@ -331,7 +332,7 @@ class JdSimulator:
         self.items = [_jd_item(e, i) for i, e in enumerate(self.catalog)]
         self.faults = FaultInjector(faults or FaultConfig())
         self.calls_per_second = calls_per_second
-        self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
+        self.start_clock(now)
         self._lock = threading.RLock()
         self._rng = random.Random(f"jd:{seed}")
         self.tde = Tde(random.Random(f"jd-tde:{seed}"))
@@ -356,19 +357,6 @@ class JdSimulator:
                 paid = min(created + timedelta(seconds=self._rng.randrange(5, 900)), start)
                 self._make(shop, created, paid, defect)
         self.app = self._build_app()
-
-    # -- clock ------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
-
-    def set_now(self, moment: datetime) -> None:
-        if moment.tzinfo is None:
-            raise ValueError("set_now needs a timezone-aware datetime")
-        self._offset = moment - datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
 
     # -- data -------------------------------------------------------------------------------
 

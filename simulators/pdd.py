@@ -70,7 +70,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -82,6 +82,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from simulators.catalog import CATALOG
+from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 
 CST = timezone(timedelta(hours=8), "CST")
@@ -212,7 +213,7 @@ class _Bucket:
         return False
 
 
-class PddSimulator:
+class PddSimulator(SimClock):
     """A POP gateway serving seeded malls; ``app`` is the ASGI app (``/api/router`` + ``/_sim/*``).
 
     ``clients`` maps client_id → client_secret, ``shops`` maps access_token → our shop (mall) name.
@@ -248,7 +249,7 @@ class PddSimulator:
         self.faults = FaultInjector(faults or FaultConfig())
         self.calls_per_second = calls_per_second
         self.server_error_style = server_error_style
-        self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
+        self.start_clock(now)
         self._lock = threading.RLock()
         self._orders: dict[str, SimOrder] = {}
         self._rngs: dict[str, random.Random] = {}
@@ -270,19 +271,6 @@ class PddSimulator:
         for shop in dict.fromkeys(self.tokens.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
         self.app = self._build_app()
-
-    # -- clock ------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
-
-    def set_now(self, moment: datetime) -> None:
-        if moment.tzinfo is None:
-            raise ValueError("set_now needs a timezone-aware datetime")
-        self._offset = moment - datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
 
     # -- data -------------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from simulators.catalog import CATALOG
+from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 
 MAX_FIRST = 250
@@ -484,7 +485,7 @@ class _Bucket:
         return self.level
 
 
-class ShopifySimulator:
+class ShopifySimulator(SimClock):
     """Shopify stores behind one GraphQL Admin endpoint; ``app`` is the ASGI app.
 
     ``stores`` maps access token → shop domain (``tongdao-a.myshopify.com``); ``client_secret`` signs
@@ -511,7 +512,7 @@ class ShopifySimulator:
         self.catalog = [dict(e) for e in (catalog if catalog is not None else CATALOG)]
         self.faults = FaultInjector(faults or FaultConfig())
         self.bucket_size, self.restore_rate = float(bucket_size), float(restore_rate)
-        self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
+        self.start_clock(now)
         self._lock = threading.RLock()
         self._orders: dict[str, SimOrder] = {}  # by legacy id
         self._factories: dict[str, _Factory] = {}
@@ -537,17 +538,6 @@ class ShopifySimulator:
                 defect = next(self._defects) if index in positions else None
                 self._add(factory.order(created, "PAID", defect, None, False), emit=False)
         self.app = self._build_app()
-
-    # -- clock ------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self._offset
-
-    def set_now(self, moment: datetime) -> None:
-        self._offset = moment - datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
 
     # -- data -------------------------------------------------------------------------------
 

@@ -133,6 +133,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from simulators.catalog import CATALOG
+from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
@@ -572,7 +573,7 @@ class _TradeFactory:
 # --------------------------------------------------------------------------- the simulator
 
 
-class TaobaoSimulator:
+class TaobaoSimulator(SimClock):
     """A TOP gateway serving seeded shops; ``app`` is the ASGI app (``/router/rest`` + ``/_sim/*``).
 
     ``apps`` maps app_key -> app_secret, ``shops`` maps session -> seller nick. Each distinct shop
@@ -617,7 +618,7 @@ class TaobaoSimulator:
         self.server_error_style = server_error_style
         self.mask_receivers = mask_receivers
         self.oaid_denied_sessions = frozenset(oaid_denied_sessions)
-        self._offset = (now - datetime.now(UTC)) if now is not None else timedelta(0)
+        self.start_clock(now)
         self._lock = threading.RLock()
         self._ids: set[int] = set()
         self._trades: dict[int, SimTrade] = {}
@@ -640,20 +641,6 @@ class TaobaoSimulator:
         for shop in dict.fromkeys(self.sessions.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
         self.app = self._build_app()
-
-    # -- clock ------------------------------------------------------------------------------
-
-    def now(self) -> datetime:
-        """The simulator's clock (UTC): wall clock plus whatever ``set_now``/``advance`` added."""
-        return datetime.now(UTC) + self._offset
-
-    def set_now(self, moment: datetime) -> None:
-        if moment.tzinfo is None:
-            raise ValueError("set_now needs a timezone-aware datetime")
-        self._offset = moment - datetime.now(UTC)
-
-    def advance(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
 
     # -- data -------------------------------------------------------------------------------
 
