@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from connectors.base import Connector, OrderSource, RawRecord
 from flows.model import Flow
-from flows.runtime import route_for_source
+from flows.routes import route_for_source
 from store import Store
 from workflows.ingest.handover import hand_over
 

@@ -38,10 +38,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from canonical import order_key
 from flows.model import Flow, FlowSource, check_against_registry
+from flows.routes import kind_of, route_for_source
 from store import Store
 from workflows import search
 from workflows.ingest import BackfillWorkflow, IngestWorkflow
-from workflows.models import BackfillInput, IngestCounts, IngestInput, Route, StepOptions
+from workflows.models import BackfillInput, IngestCounts, IngestInput
 from workflows.order.client import release_held
 
 log = structlog.get_logger("tongdao.flows")
@@ -53,41 +54,6 @@ def schedule_id(flow: str, source: FlowSource) -> str:
 def schedule_prefix(flow: str) -> str:
     """Every schedule of a flow starts with this (flow names cannot contain ':')."""
     return f"flow:{flow}:"
-
-
-def _kind(store: Store, connector: str) -> str:
-    row = store.get_connector(connector)
-    return row.kind if row else ""
-
-
-def _channel_of(kind: str) -> str:
-    """The canonical channel of a kind's orders (``pdd`` → ``pinduoduo``); the kind itself by default."""
-    from connectors import load_kinds
-
-    cls = load_kinds().get(kind)
-    return str(getattr(cls, "channel", "") or kind) if cls else kind
-
-
-def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
-    """The route an ingest run of ``source`` hands to each order: business-key parts, mappings,
-    targets (a WMS, an ERP or both: ``wms`` None is an ERP-only flow), rules and step policies."""
-    kind = _kind(store, source.connector)
-    return Route(
-        channel=source.channel or _channel_of(kind),
-        shop=source.shop,
-        order_mapping=source.mapping_for(kind),
-        wms=flow.targets.wms,
-        wms_mapping=flow.targets.wms_mapping,
-        erp=flow.targets.erp,
-        erp_mapping=flow.targets.erp_mapping,
-        context=dict(flow.context),
-        rules=flow.route_rules(),
-        flow=flow.name,
-        flow_version=flow.version(),
-        policies={step: StepOptions(timeout=p.timeout, initial_interval=p.initial_interval,
-                                    max_interval=p.max_interval, max_attempts=p.max_attempts)
-                  for step, p in flow.retry.items()},
-    )
 
 
 def _spec(flow: Flow) -> ScheduleSpec:
@@ -109,7 +75,7 @@ def _attributes(flow: Flow, source: FlowSource) -> TypedSearchAttributes:
 def ingest_input(flow: Flow, source: FlowSource, store: Store) -> IngestInput:
     """The ingest workflow's input for one source: its route and its lag/overlap/chunk/window,
     as the flow sets them or else as the connector kind recommends (``ingest_defaults``)."""
-    settings = source.ingest_settings(_kind(store, source.connector))
+    settings = source.ingest_settings(kind_of(store, source.connector))
     return IngestInput(connector=source.connector, stream=source.stream, route=route_for_source(flow, source, store),
                        lag=settings.lag, overlap=settings.overlap, chunk=settings.chunk, window=settings.window,
                        flow=flow.name)

@@ -12,23 +12,33 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from connectors.base import PushReceiver
 from connectors.errors import ConnectorError
+from connectors.registry import ConnectorPool
 from flows.pushes import ingest_pushed_order
 from hub.auth import ADMIN, OPERATE, READ, Caller, requires
+from hub.settings import Settings
+from store import Store
 from worker.codec import PayloadCodecError, payloads_from_json, payloads_to_json
 from workflows.order.client import deliver_event, request_replay
 
-if TYPE_CHECKING:
-    from hub.runtime import HubRuntime
+
+class HubRuntime(Protocol):
+    """What the API needs of the running hub (:class:`hub.runtime.HubRuntime` is one)."""
+
+    settings: Settings
+    store: Store | None
+    client: Client | None
+    pool: ConnectorPool | None
 
 log = structlog.get_logger("tongdao.api")
 

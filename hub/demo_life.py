@@ -14,12 +14,18 @@ non-zero when there is one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from canonical import hub_code, order_key, revision_code
 
-if TYPE_CHECKING:
-    from hub.demo import DemoSystems
+
+class DemoSystems(Protocol):
+    """The simulated outside world the stories play in (:class:`hub.demo.DemoSystems`)."""
+
+    taobao: Any
+    wms: Any
+    erp: Any
+    shops: dict[str, str]
 
 STORIES = ("unpaid_then_paid", "unpaid_then_closed", "unpaid_waiting", "presale", "cancel_after_release",
            "line_refund", "address_change", "too_late")
