@@ -4,6 +4,7 @@ configuration changes. Mixed into :class:`store.Store`."""
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from store.tables import ApiTokenRow, ConfigAuditRow
 
 ROLES = ("admin", "operator", "auditor")
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
 def token_hash(token: str) -> str:
@@ -30,6 +32,8 @@ class AccessQueries:
         """A new token for ``name`` (replacing a revoked one); returned once, stored hashed."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if not _TOKEN_NAME.match(name):
+            raise ValueError(f"token name {name!r}: use letters, digits, '.', '_', '-' or '@' (at most 100)")
         token = "td_" + secrets.token_urlsafe(32)
         with self.session() as s:
             row = s.get(ApiTokenRow, name)
