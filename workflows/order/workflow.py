@@ -488,7 +488,10 @@ class OrderWorkflow:
 
     async def _wait_for_fix(self, allow_new_version: bool) -> None:
         self._set_stage("quarantined")
-        self._replay = False
+        # a replay asked for in the instant between parking (in the activity) and this wait must not
+        # be lost; runs recorded before this fix dropped it, so they keep doing so on replay
+        if not workflow.patched("keep-early-replay"):
+            self._replay = False
         await workflow.wait_condition(lambda: self._replay or (allow_new_version and self._new_raw))
         self._replay = False
         self._set_stage("replaying")
