@@ -342,6 +342,8 @@ class FlowOps:
             raise ValueError(f"flow {flow.name!r}: " + "; ".join(problems))
         created = await asyncio.to_thread(self.store.save_flow, flow.name, flow.version(),
                                           flow.model_dump(mode="json"), self.actor)
+        await asyncio.to_thread(self.store.audit, self.actor, "flow.save", flow.name,
+                                {"version": flow.version(), "created": created})
         row = self.store.get_flow(flow.name)
         schedules: list[str] = []
         if self.client is not None:
@@ -354,12 +356,14 @@ class FlowOps:
         flow, _ = self.get(name)
         await pause_flow(self._need_client(), flow, self.actor)
         await asyncio.to_thread(self.store.set_flow_paused, name, True, self.actor)
+        await asyncio.to_thread(self.store.audit, self.actor, "flow.pause", name, {})
         return {"flow": name, "paused": True}
 
     async def resume(self, name: str) -> dict[str, Any]:
         flow, _ = self.get(name)
         client = self._need_client()
         await asyncio.to_thread(self.store.set_flow_paused, name, False, self.actor)
+        await asyncio.to_thread(self.store.audit, self.actor, "flow.resume", name, {})
         await resume_flow(client, flow, self.actor)
         from flows.pushes import release_held_orders
 
@@ -384,6 +388,7 @@ class FlowOps:
         flow, _ = self.get(name)
         await remove_flow(self.client, flow, self.store)
         await asyncio.to_thread(self.store.remove_flow, name)
+        await asyncio.to_thread(self.store.audit, self.actor, "flow.remove", name, {})
         return {"flow": name, "removed": True}
 
     async def status(self, name: str | None = None) -> list[dict[str, Any]]:

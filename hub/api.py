@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import structlog
-from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
@@ -53,6 +55,12 @@ class TokenRequest(BaseModel):
     role: str = Field(pattern=r"^(admin|operator|auditor)$")
 
 
+#: a store row id (SQLite and PostgreSQL keys are 64-bit): larger numbers are a 422, not a driver error
+RowId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+#: the longest age a query may ask about (100 years): a datetime can go no further back than year 1
+MAX_AGE_S = 100 * 366 * 86400
+
+
 class PushTooLarge(Exception):
     pass
 
@@ -81,6 +89,12 @@ def create_app(rt: HubRuntime) -> FastAPI:
         assert rt.store
         return rt.store
 
+    def temporal() -> Client:
+        """The Temporal client, or a clean 503 while the hub is not connected to Temporal."""
+        if rt.client is None:
+            raise HTTPException(503, TEMPORAL_DOWN)
+        return rt.client
+
     read, operate, admin = (Depends(requires(roles, store)) for roles in (READ, OPERATE, ADMIN))
 
     @app.get("/health")
@@ -102,7 +116,8 @@ def create_app(rt: HubRuntime) -> FastAPI:
 
     @app.get("/tasks")
     async def tasks(status: str = "open", kind: str | None = None, role: str | None = None,
-                    older_than_s: float | None = None, caller: Caller = read) -> list[dict[str, Any]]:
+                    older_than_s: Annotated[float | None, Query(ge=0, le=MAX_AGE_S)] = None,
+                    caller: Caller = read) -> list[dict[str, Any]]:
         """The task inbox: pending human steps (after-sales cases, tracking conflicts...)."""
         assert rt.store
         if status not in ("open", "done", "all"):
@@ -112,7 +127,7 @@ def create_app(rt: HubRuntime) -> FastAPI:
         return [task_view(r) for r in rows]
 
     @app.post("/tasks/{task_id}/close")
-    async def close_task(task_id: int, caller: Caller = operate) -> dict[str, Any]:
+    async def close_task(task_id: RowId, caller: Caller = operate) -> dict[str, Any]:
         assert rt.store
         row = await asyncio.to_thread(rt.store.close_task, task_id, caller.actor)
         if row is None:
@@ -120,10 +135,10 @@ def create_app(rt: HubRuntime) -> FastAPI:
         return task_view(row)
 
     @app.post("/quarantine/{qid}/replay")
-    async def replay(qid: int, caller: Caller = operate) -> dict[str, Any]:
-        assert rt.store and rt.client
+    async def replay(qid: RowId, caller: Caller = operate) -> dict[str, Any]:
+        assert rt.store
         try:
-            row = await request_replay(rt.client, rt.store, qid, caller.actor)
+            row = await request_replay(temporal(), rt.store, qid, caller.actor)
         except LookupError as exc:
             raise HTTPException(404, str(exc)) from None
         except ValueError as exc:
@@ -140,6 +155,8 @@ def create_app(rt: HubRuntime) -> FastAPI:
         from flows.model import FlowError
         from flows.runtime import FlowNotFound
 
+        if op in FLOW_OPS_ON_TEMPORAL:
+            temporal()
         try:
             return await getattr(ops(caller.actor), op)(*args)
         except FlowNotFound as exc:
@@ -163,7 +180,6 @@ def create_app(rt: HubRuntime) -> FastAPI:
         except FlowError as exc:
             raise HTTPException(422, str(exc)) from None
         result = await flow_call(caller, "add", flow)
-        await asyncio.to_thread(store().audit, caller.actor, "flow.save", flow.name, {"version": flow.version()})
         return result
 
     @app.get("/flows/status")
@@ -198,7 +214,6 @@ def create_app(rt: HubRuntime) -> FastAPI:
     @app.delete("/flows/{name}")
     async def flows_remove(name: str, caller: Caller = admin) -> dict[str, Any]:
         result = await flow_call(caller, "remove", name)
-        await asyncio.to_thread(store().audit, caller.actor, "flow.remove", name, {})
         return result
 
     # -- connectors (admin; secrets are write-only) -----------------------------------------------
@@ -277,6 +292,52 @@ def create_app(rt: HubRuntime) -> FastAPI:
         return [{"id": r.id, "at": r.at.isoformat(), "actor": r.actor, "action": r.action, "subject": r.subject,
                  "details": r.details} for r in rows]
 
+    # -- audit timelines (read: auditor, operator, admin; personal data is never in them) -----------------
+    async def audit_call(coro: Any) -> Any:
+        try:
+            return await coro
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except RPCError as exc:
+            raise HTTPException(503, f"Temporal: {exc.message[:300]}") from None
+
+    @app.get("/audit/orders/{channel}/{shop}/{external_id}")
+    async def audit_order(channel: str, shop: str, external_id: str, caller: Caller = read) -> dict[str, Any]:
+        """The order's timeline: every run of its workflow (Temporal, else the archive) and the hub store."""
+        from workflows.audit.timeline import order_timeline
+
+        timeline = await audit_call(order_timeline(rt.client, store(), channel, shop, external_id))
+        return timeline.model_dump(mode="json")
+
+    @app.get("/audit/orders/{channel}/{shop}/{external_id}/export")
+    async def audit_order_export(channel: str, shop: str, external_id: str, caller: Caller = read) -> dict[str, Any]:
+        """The timeline and the raw histories (encrypted as Temporal stored them), to keep."""
+        from canonical import order_key
+        from workflows.audit.client import export_orders
+
+        key = order_key(channel, shop, external_id)
+        return await audit_call(export_orders(rt.client, store(), [key], caller.actor))
+
+    @app.get("/audit/skus/{sku}")
+    async def audit_sku(sku: str, limit: int = 20, caller: Caller = read) -> dict[str, Any]:
+        """The orders that held a SKU, each with its timeline (``limit`` of them)."""
+        from workflows.audit.timeline import sku_timelines
+
+        return await audit_call(sku_timelines(rt.client, store(), sku, rt.settings.task_queue,
+                                              max(1, min(limit, 500))))
+
+    @app.get("/audit/specs/{digest}")
+    async def audit_spec(digest: str, caller: Caller = read) -> dict[str, Any]:
+        """The text of the mapping spec with this content hash (or a unique prefix of 8+ digits)."""
+        try:
+            row = await asyncio.to_thread(store().get_spec_text, digest)
+        except ValueError as exc:
+            raise HTTPException(409, str(exc)) from None
+        if row is None:
+            raise HTTPException(404, f"no mapping spec text with hash {digest!r}")
+        return {"hash": row.content_hash, "name": row.name, "source": row.source,
+                "first_seen_at": row.first_seen_at.isoformat(), "text": row.text}
+
     @app.post("/hooks/{name}")
     async def hook(name: str, request: Request) -> Response:
         # the size is checked first: a huge body is refused before anything else is done with it
@@ -284,8 +345,10 @@ def create_app(rt: HubRuntime) -> FastAPI:
             body = await read_limited(request, rt.settings.max_push_bytes)
         except PushTooLarge:
             log.warning("hook.too_large", connector=name, limit=rt.settings.max_push_bytes)
-            return Response("request body too large", status_code=413)
-        assert rt.pool and rt.store and rt.client
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        if rt.pool is None or rt.store is None:
+            raise HTTPException(503, "the hub takes no pushes yet (starting); redeliver later")
+        temporal()  # nowhere to deliver the push: 503, so that the platform redelivers it
         try:
             connector = await rt.pool.get(name)
         except ConnectorError:
@@ -331,7 +394,7 @@ def create_app(rt: HubRuntime) -> FastAPI:
             except ValueError as exc:
                 raise HTTPException(400, str(exc)) from None
             if rt.client is None:
-                raise HTTPException(503, "not connected to Temporal")
+                raise HTTPException(503, TEMPORAL_DOWN)
             codec = rt.client.data_converter.payload_codec
             try:
                 if codec is not None:
@@ -355,7 +418,65 @@ def create_app(rt: HubRuntime) -> FastAPI:
         """Temporal codec-server protocol: payloads encrypted with the active key. Role admin or operator."""
         return await codec_call("encode", request)
 
+    document_errors(app)
     return app
+
+
+TEMPORAL_DOWN = "Temporal is not reachable: the hub cannot do this now (start it with `tongdao up`, or retry later)"
+#: FlowOps calls that act on Temporal schedules or workflows (the others read or write the store)
+FLOW_OPS_ON_TEMPORAL = frozenset({"pause", "resume", "run_now", "backfill"})
+
+
+class ErrorAnswer(BaseModel):
+    """A refused call: why, in ``detail`` (input that fails validation: one entry per problem)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+ERRORS = {400: "Malformed request", 401: "Missing, unknown or revoked API token",
+          403: "The token's role may not do this", 404: "Not found", 409: "Conflicts with the current state",
+          413: "Request body too large", 422: "Invalid input", 503: TEMPORAL_DOWN}
+#: answers beyond 401/403 (guarded routes), 404 (path parameters) and 422 (input) that a route may give
+EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("POST", "/quarantine/{qid}/replay"): (409, 503), ("POST", "/tokens"): (409,),
+    **{("POST", f"/flows/{{name}}/{op}"): (503,) for op in ("pause", "resume", "run-now", "backfill")},
+    ("POST", "/hooks/{name}"): (413, 503),
+    **{("POST", f"/codec/{op}"): (400, 401, 403, 422, 503) for op in ("decode", "encode")},
+    **{("GET", path): (503,) for path in ("/audit/orders/{channel}/{shop}/{external_id}",
+                                          "/audit/orders/{channel}/{shop}/{external_id}/export", "/audit/skus/{sku}")},
+    ("GET", "/audit/specs/{digest}"): (409,),
+}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Put the error answers each route can give into the OpenAPI document (``{"detail": ...}``), and
+    the bearer token on the routes that need one."""
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        guarded = any(getattr(d.call, "__qualname__", "").startswith("requires.") for d in route.dependant.dependencies)
+        codes = {code for method in route.methods for code in EXTRA_ERRORS.get((method, route.path), ())}
+        codes |= {401, 403} if guarded else set()
+        if route.dependant.path_params:
+            codes |= {404, 422}
+        if route.dependant.query_params or route.body_field is not None:
+            codes |= {400, 422} if route.body_field is not None else {422}
+        for code in codes:
+            route.responses.setdefault(code, {"description": ERRORS[code], "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ErrorAnswer"}}}})
+        if guarded or 401 in codes:
+            route.openapi_extra = {**(route.openapi_extra or {}), "security": [{"bearer": []}]}
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            components = build().setdefault("components", {})
+            components.setdefault("schemas", {})["ErrorAnswer"] = ErrorAnswer.model_json_schema()
+            components.setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer", "description": "tongdao tokens create NAME --role ..."}
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 CODEC_DECODE = frozenset({"admin", "auditor"})  # reading order data in clear; operators act, they need not read it

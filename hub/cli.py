@@ -46,6 +46,14 @@ app.add_typer(tokens_app, name="tokens")
 tasks_app = typer.Typer(help="The task inbox: human steps (after-sales cases, conflicts, approvals).",
                         no_args_is_help=True)
 app.add_typer(tasks_app, name="tasks")
+audit_app = typer.Typer(help="The audit trail: an order's timeline, mapping spec texts, exports, the archive.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+privacy_app = typer.Typer(help="Personal data of orders: retention and purge.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
+secrets_app = typer.Typer(help="The secret key ring (connector secrets, personal data): rotation.",
+                          no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 
 console = Console(stderr=True)
 out = Console()
@@ -90,7 +98,8 @@ def _store(s: Settings | None = None):  # noqa: ANN202
     except OSError as exc:
         raise _fail(f"state directory {s.home} (TONGDAO_HOME): {exc.strerror or exc}") from None
     try:
-        return open_store(s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
+        return open_store(s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home,
+                          secret_key_file=s.secret_key_file)
     except SecretKeyError as exc:
         raise _fail(str(exc)) from None
 
@@ -239,9 +248,12 @@ def connectors_add(file: Path = typer.Option(..., "--file", "-f", exists=True, d
     _read_text(file, "registration file (YAML or JSON)")
     try:
         reg = load_registration(file)
-        created = register(_store(s), reg, _actor(s))
+        store = _store(s)
+        created = register(store, reg, _actor(s))
     except ConfigurationError as exc:
         raise _fail(str(exc)) from None
+    store.audit(_actor(s), "connector.save", reg.name, {"kind": reg.kind, "secrets": sorted(reg.secrets),
+                                                          "created": created, "via": "cli"})
     console.print(f"{'registered' if created else 'updated'} connector [bold]{reg.name}[/bold] ({reg.kind})")
 
 
@@ -334,7 +346,11 @@ def connectors_remove(name: str) -> None:
 
     Example: `tongdao connectors remove old-shop`
     """
-    if not _store().remove_connector(name):
+    s = _settings()
+    store = _store(s)
+    if store.remove_connector(name):
+        store.audit(_actor(s), "connector.remove", name, {"via": "cli"})
+    else:
         raise _fail(f"no connector named {name!r}")
     console.print(f"removed {name}")
 
@@ -828,6 +844,153 @@ def flows_status(name: str = typer.Argument(None), as_json: bool = typer.Option(
 
 
 
+# -- audit ---------------------------------------------------------------------------------------
+async def _audit_client(s: Settings, required: bool = False) -> Any:
+    """A Temporal client, or None (with a note) when Temporal does not answer: timelines then come
+    from the archive alone."""
+    from worker.client import connect
+
+    try:
+        return await connect(s.temporal_target, s.temporal_namespace, wait_s=2)
+    except Exception:
+        if required:
+            raise _fail(f"Temporal at {s.temporal_target} is not reachable: start `tongdao up`") from None
+        console.print(f"[yellow]note:[/yellow] Temporal at {escape(s.temporal_target)} is not reachable; "
+                      "reading the archive only")
+        return None
+
+
+def _audit_run(coro_of: Any, required: bool = False) -> Any:
+    """Run an audit call with a client (connected in the same event loop); one error line for what
+    the auditor can act on."""
+    from temporalio.service import RPCError
+
+    s = _settings()
+    store = _store(s)
+
+    async def go() -> Any:
+        return await coro_of(await _audit_client(s, required), store, s)
+
+    try:
+        return asyncio.run(go())
+    except typer.Exit:
+        raise
+    except LookupError as exc:
+        raise _fail(str(exc).strip("'\"")) from None
+    except RPCError as exc:
+        raise _fail(f"Temporal: {exc.message}") from None
+
+
+@audit_app.command("order")
+def audit_order(channel: str, shop: str, external_id: str = typer.Argument(..., metavar="EXTERNAL_ID"),
+                as_json: bool = typer.Option(False, "--json", help="the timeline as one JSON object")) -> None:
+    """An order's timeline: each step, external call (with its idempotency key), signal, stage, mapping and
+    flow version, quarantine, task and human decision, from Temporal or, after retention, the archive.
+
+    Example: `tongdao audit order taobao tmall-main 3912345678901234567`
+    """
+    from workflows.audit.timeline import order_timeline, render_text
+
+    timeline = _audit_run(lambda c, st, s: order_timeline(c, st, channel, shop, external_id))
+    if as_json:
+        print(timeline.model_dump_json())
+        return
+    print(render_text(timeline))
+
+
+@audit_app.command("sku")
+def audit_sku(sku: str, as_json: bool = typer.Option(False, "--json"),
+              limit: int = typer.Option(20, "--limit", min=1, help="timelines shown (the total is counted)")) -> None:
+    """The orders that held a SKU (Temporal's Skus search attribute, and the archive), with their timelines.
+
+    Example: `tongdao audit sku TD-SKU-0005 --limit 5`
+    """
+    from workflows.audit.models import Timeline
+    from workflows.audit.timeline import render_text, sku_timelines
+
+    result = _audit_run(lambda c, st, s: sku_timelines(c, st, sku, s.task_queue, limit))
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    for data in result["orders"]:
+        print(render_text(Timeline.model_validate(data)) + "\n")
+    console.print(f"{result['total']} orders held {sku}" + (f" (first {limit} shown)" if result["truncated"] else ""))
+
+
+@audit_app.command("spec")
+def audit_spec(digest: str = typer.Argument(..., metavar="HASH", help="content hash, or a unique prefix (8+)"),
+               as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the mapping spec text behind a hash shown on an order (timeline, quarantine, logs).
+
+    Example: `tongdao audit spec b41acfd514ad`
+    """
+    try:
+        row = _store().get_spec_text(digest)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if row is None:
+        raise _fail(f"no mapping spec text with hash {digest!r}")
+    if as_json:
+        print(json.dumps({"hash": row.content_hash, "name": row.name, "source": row.source,
+                          "first_seen_at": row.first_seen_at.isoformat(), "text": row.text}, ensure_ascii=False))
+        return
+    console.print(f"# {row.name} @ {row.content_hash} (from {row.source}, first seen {row.first_seen_at:%Y-%m-%d})")
+    sys.stdout.write(row.text if row.text.endswith("\n") else row.text + "\n")
+
+
+@audit_app.command("export")
+def audit_export(
+    channel: str = typer.Argument(None), shop: str = typer.Argument(None),
+    external_id: str = typer.Argument(None, metavar="EXTERNAL_ID"),
+    sku: str = typer.Option(None, "--sku", help="every order that held this SKU instead of one order"),
+    out_file: Path = typer.Option(..., "--out", dir_okay=False, help="JSON file to write"),
+) -> None:
+    """Write timelines and raw histories to a file an auditor can keep. Timelines are redacted; histories
+    are as Temporal stored them (payloads encrypted), so the file holds no personal data in clear.
+
+    Example: `tongdao audit export taobao tmall-main 3912345678901234567 --out order.json`
+    """
+    from canonical import order_key
+    from workflows.audit.client import export_orders
+    from workflows.audit.timeline import sku_order_keys
+
+    if sku and (channel or shop or external_id):
+        raise _fail("give either CHANNEL SHOP EXTERNAL_ID or --sku SKU, not both")
+    if not sku and not (channel and shop and external_id):
+        raise _fail("give CHANNEL SHOP EXTERNAL_ID, or --sku SKU")
+
+    async def run(client: Any, store: Any, s: Settings) -> Any:
+        keys = (await sku_order_keys(client, store, sku, s.task_queue) if sku
+                else [order_key(channel, shop, external_id)])
+        if not keys:
+            raise LookupError(f"no order held SKU {sku}")
+        return await export_orders(client, store, keys, _actor(s))
+
+    data = _audit_run(run)
+    try:
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # an audit file is not for everyone
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, ensure_ascii=False)
+    except OSError as exc:
+        raise _fail(f"--out {out_file}: {exc.strerror or exc}") from None
+    console.print(f"wrote {len(data['orders'])} order(s) to {out_file}")
+
+
+@audit_app.command("archive")
+def audit_archive(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Archive now what closed since the archiver's last pass (it runs on its own every minute).
+
+    Example: `tongdao audit archive --json`
+    """
+    from workflows.audit.client import archive_now
+
+    counts = _audit_run(lambda c, st, s: archive_now(c, st, s.task_queue), required=True)
+    if as_json:
+        print(counts.model_dump_json())
+        return
+    console.print(f"archived {counts.archived} closed run(s) ({counts.listed} listed, {counts.failed} missed)")
+
+
 # -- orders reconcile ----------------------------------------------------------------------------
 @orders_app.command("reconcile")
 def orders_reconcile(
@@ -861,6 +1024,72 @@ def orders_reconcile(
                       + (f", {result['fixed_total']} fixed" if fix else ""))
     still = result["missing_total"] - (result["fixed_total"] if fix else 0)
     raise typer.Exit(1 if still > 0 else 0)
+
+
+@privacy_app.command("purge")
+def privacy_purge(
+    older_than: str | None = typer.Option(None, "--older-than", metavar="AGE",
+                                          help="30d, 12h, 2w, 6m; default TONGDAO_PERSONAL_DATA_RETENTION_DAYS"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="count what would be purged, change nothing"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Remove receivers' and buyers' personal data of finished orders last changed before the cutoff.
+
+    Finished: shipped, split shipments, released, closed unpaid, cancelled before shipment (an
+    after-sales order once its tasks are closed). Both the canonical order and every raw document
+    of it keep ids, amounts and SKUs; names, phones and addresses become a purge marker. Run it
+    daily (cron, a Kubernetes CronJob): PIPL asks for the shortest retention needed.
+
+    Example: `tongdao privacy purge --older-than 30d --dry-run --json`
+    """
+    from store.personal import parse_age
+    from store.secrets import SecretKeyError
+
+    s = _settings()
+    try:
+        age = parse_age(older_than) if older_than is not None else parse_age(f"{s.personal_data_retention_days}d")
+    except ValueError as exc:
+        raise _fail(f"--older-than: {exc}") from None
+    cutoff = datetime.now(UTC) - age
+    try:
+        counts = _store(s).purge_personal_data(cutoff, dry_run=dry_run)
+    except SecretKeyError as exc:
+        raise _fail(str(exc)) from None
+    result = {"cutoff": cutoff.isoformat(), "dry_run": dry_run, **counts}
+    if as_json:
+        print(json.dumps(result))
+        return
+    verb = "would purge" if dry_run else "purged"
+    console.print(f"{verb} personal data of {counts['orders_purged']} orders and {counts['raw_documents_purged']} "
+                  f"raw documents ({counts['fields_purged']} fields; {counts['orders_eligible']} finished orders "
+                  f"last changed before {cutoff:%Y-%m-%d %H:%M} UTC)")
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Re-encrypt every connector secret and every personal-data field with the FIRST key of the ring.
+
+    Rotation: put a new key first in TONGDAO_SECRET_KEY (or TONGDAO_SECRET_KEY_FILE), keeping the old
+    ones after it; restart the hub; run this; then remove the old keys. Fields still in clear (stored
+    by a version without encryption) are sealed on the way. Running it twice is harmless.
+
+    Example: `TONGDAO_SECRET_KEY=NEWKEY,OLDKEY tongdao secrets rotate --json`
+    """
+    from store.secrets import SecretKeyError
+
+    s = _settings()
+    store = _store(s)
+    try:
+        counts = store.rotate_secrets()
+    except SecretKeyError as exc:
+        raise _fail(str(exc)) from None
+    result = {"keys_in_ring": store.box.key_count, **counts}
+    if as_json:
+        print(json.dumps(result))
+        return
+    console.print(f"re-encrypted with the first of {store.box.key_count} keys: {counts['connectors']} connectors' "
+                  f"secrets, {counts['fields_rotated']} personal-data fields in {counts['raw_documents']} raw "
+                  f"documents and {counts['orders']} orders ({counts['fields_sealed']} found in clear, now sealed)")
 
 
 def main() -> None:

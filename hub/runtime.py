@@ -57,7 +57,8 @@ class HubRuntime:
         if added:
             log.info("temporal.search_attributes_added", names=added)
         self.store = await asyncio.to_thread(
-            open_store, s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home)
+            open_store, s.db_url, s.secret_key.get_secret_value() if s.secret_key else None, s.home,
+            secret_key_file=s.secret_key_file)
         from store.ratebudget import StoreRateBudget
 
         # platform rate limits count in the store, so they hold across every worker process
@@ -68,6 +69,9 @@ class HubRuntime:
             flows = await FlowOps(self.client, self.store, s.task_queue, "hub").reconcile()
             if flows:
                 log.info("flows.reconciled", flows=flows)
+            from workflows.audit.client import start_audit
+
+            await start_audit(self.client, self.store, s.task_queue)  # spec texts by hash, the archiver's schedule
         if self.run_worker:
             self.worker = build_worker(self.client, self.store, self.pool, s.task_queue)
             self._tasks.append(asyncio.create_task(self.worker.run(), name="worker"))

@@ -39,7 +39,13 @@ class Settings(BaseSettings):
     task_queue: str = Field("tongdao", description="the worker's task queue (TONGDAO_TASK_QUEUE); hubs sharing "
                             "one Temporal namespace need different ones")
     max_push_bytes: int = Field(2_000_000, gt=0, description="largest body POST /hooks/{connector} accepts")
-    secret_key: SecretStr | None = Field(None, description="Fernet key for connector secrets")
+    secret_key: SecretStr | None = Field(None, description="Fernet key ring sealing connector secrets and personal "
+                                         "data: comma-separated keys, the first encrypts, all decrypt (rotation)")
+    secret_key_file: Path | None = Field(None, description="file holding the key ring instead (one key a line), "
+                                         "outside the state directory in production; neither = <home>/secret.key")
+    personal_data_retention_days: int = Field(90, ge=1, description="days a finished order keeps its receiver and "
+                                              "buyer data before `tongdao privacy purge` removes them (PIPL: the "
+                                              "shortest time needed)")
     payload_keys: SecretStr | None = Field(None, description="keys encrypting Temporal payloads: comma-separated "
                                            "id:base64key pairs, the first encrypts, all decrypt (rotation)")
     payload_keys_file: Path | None = Field(None, description="file of id:base64key lines instead (outside the state "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,7 +25,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from canonical import base_code, hub_code
 from store.access import AccessQueries
+from store.audit import AuditQueries
 from store.lifecycle import LifecycleQueries
+from store.personal import FieldCipher, PersonalDataQueries
 from store.secrets import SecretBox
 from store.tables import (
     ConnectorRow,
@@ -38,6 +41,9 @@ from store.tables import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+_PARK_LOCKS = [threading.Lock() for _ in range(64)]
 
 
 def now() -> datetime:
@@ -73,10 +79,11 @@ def migrate(engine: Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-class Store(LifecycleQueries, AccessQueries):
+class Store(LifecycleQueries, AccessQueries, AuditQueries, PersonalDataQueries):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self.box = box
+        self.cipher = FieldCipher(box)  # personal fields of raw documents and orders, same key ring
         self._session = sessionmaker(engine, expire_on_commit=False)
 
     @contextmanager
@@ -109,6 +116,16 @@ class Store(LifecycleQueries, AccessQueries):
         with self.session() as s:
             return list(s.scalars(select(ConnectorRow).order_by(ConnectorRow.name)))
 
+    def rotate_secrets(self) -> dict[str, int]:
+        """Re-encrypt every connector's secrets and every personal-data field with the first key of the
+        ring (``tongdao secrets rotate``); afterwards the other keys may be removed. Counts per kind."""
+        connectors = 0
+        with self.session() as s:
+            for row in s.scalars(select(ConnectorRow).order_by(ConnectorRow.name)):
+                row.secrets_encrypted = self.box.rotate(row.secrets_encrypted, f"the secrets of connector {row.name}")
+                connectors += 1
+        return {"connectors": connectors, **self.rotate_personal_data()}
+
     def remove_connector(self, name: str) -> bool:
         with self.session() as s:
             row = s.get(ConnectorRow, name)
@@ -120,16 +137,20 @@ class Store(LifecycleQueries, AccessQueries):
     # -- raw documents ----------------------------------------------------------------------
     def put_raw(self, connector: str, doc_type: str, external_id: str, payload: dict,
                 modified_at: datetime | None) -> int:
-        """Store a document once per distinct content; returns its id (existing id for a repeat)."""
+        """Store a document once per distinct content; returns its id (existing id for a repeat).
+
+        The digest is of the clear payload, taken before its personal fields are sealed: sealing is
+        randomised, so only the clear content can tell a repeat from a change."""
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
         key = dict(connector=connector, doc_type=doc_type, external_id=external_id, sha256=digest)
         with self.session() as s:
             existing = s.scalar(select(RawDocument.id).filter_by(**key))
             if existing is not None:
                 return existing
+        sealed = self.cipher.seal(json.loads(json.dumps(payload, default=str)))
         try:
             with self.session() as s:
-                row = RawDocument(**key, payload=payload, modified_at=modified_at, fetched_at=now())
+                row = RawDocument(**key, payload=sealed, modified_at=modified_at, fetched_at=now())
                 s.add(row)
                 s.flush()
                 return row.id
@@ -137,19 +158,34 @@ class Store(LifecycleQueries, AccessQueries):
             with self.session() as s:
                 return s.scalar(select(RawDocument.id).filter_by(**key))  # type: ignore[return-value]
 
-    def get_raw(self, raw_id: int) -> RawDocument | None:
-        with self.session() as s:
-            return s.get(RawDocument, raw_id)
+    def _opened_raw(self, row: RawDocument | None, reveal: bool) -> RawDocument | None:
+        """The detached row with its payload in clear (``reveal``) or masked; the stored row is untouched."""
+        if row is not None:
+            row.payload = self.cipher.open(row.payload) if reveal else self.cipher.masked(row.payload)
+        return row
 
-    def latest_raw(self, connector: str, doc_type: str, external_id: str) -> RawDocument | None:
+    def get_raw(self, raw_id: int, reveal: bool = True) -> RawDocument | None:
+        """The raw document, personal fields decrypted for the activity that maps it, or masked
+        (``reveal=False``) for anyone who only needs to look at it (auditors, timelines)."""
         with self.session() as s:
-            return s.scalars(
+            row = s.get(RawDocument, raw_id)
+        return self._opened_raw(row, reveal)
+
+    def latest_raw(self, connector: str, doc_type: str, external_id: str, reveal: bool = True) -> RawDocument | None:
+        with self.session() as s:
+            row = s.scalars(
                 select(RawDocument).filter_by(connector=connector, doc_type=doc_type, external_id=external_id)
                 .order_by(RawDocument.id.desc()).limit(1)
             ).first()
+        return self._opened_raw(row, reveal)
 
     # -- orders -----------------------------------------------------------------------------
     def upsert_order(self, key: str, **values: Any) -> OrderRow:
+        """Insert or update an order; a canonical order given is stored with its personal fields sealed
+        (the returned row shows it in clear, as given)."""
+        clear = values.get("canonical")
+        if clear is not None:
+            values["canonical"] = self.cipher.seal(clear)
         with self.session() as s:
             row = s.get(OrderRow, key)
             if row is None:
@@ -159,20 +195,34 @@ class Store(LifecycleQueries, AccessQueries):
                 for name, value in values.items():
                     setattr(row, name, value)
                 row.updated_at = now()
+        if clear is not None:
+            row.canonical = clear  # detached: what the caller gave, not a second decryption
             return row
+        return self._opened_order(row, True)  # type: ignore[return-value]
 
-    def get_order(self, key: str) -> OrderRow | None:
+    def _opened_order(self, row: OrderRow | None, reveal: bool) -> OrderRow | None:
+        """The detached row with its canonical order in clear (``reveal``) or masked."""
+        if row is not None and row.canonical is not None:
+            row.canonical = self.cipher.open(row.canonical) if reveal else self.cipher.masked(row.canonical)
+        return row
+
+    def get_order(self, key: str, reveal: bool = True) -> OrderRow | None:
+        """The order, its receiver and buyer decrypted for the activity that builds a target's document,
+        or masked (``reveal=False``: ``138****78``) for auditors, timelines and exports."""
         with self.session() as s:
-            return s.get(OrderRow, key)
+            row = s.get(OrderRow, key)
+        return self._opened_order(row, reveal)
 
-    def order_by_hub_code(self, code: str) -> OrderRow | None:
+    def order_by_hub_code(self, code: str, reveal: bool = True) -> OrderRow | None:
         """The order a WMS/ERP document code belongs to (an amendment's code included)."""
         with self.session() as s:
-            return s.scalars(select(OrderRow).filter_by(hub_code=base_code(code))).first()
+            row = s.scalars(select(OrderRow).filter_by(hub_code=base_code(code))).first()
+        return self._opened_order(row, reveal)
 
-    def orders_by_external_id(self, external_id: str) -> list[OrderRow]:
+    def orders_by_external_id(self, external_id: str, reveal: bool = True) -> list[OrderRow]:
         with self.session() as s:
-            return list(s.scalars(select(OrderRow).filter_by(external_id=external_id)))
+            rows = list(s.scalars(select(OrderRow).filter_by(external_id=external_id)))
+        return [self._opened_order(row, reveal) for row in rows]  # type: ignore[misc]
 
     def count_orders_by_stage(self) -> dict[str, int]:
         with self.session() as s:
@@ -181,7 +231,38 @@ class Store(LifecycleQueries, AccessQueries):
     # -- quarantine -------------------------------------------------------------------------
     def park(self, *, order_key: str, workflow_id: str, connector: str, raw_id: int, stage: str, reason: str,
              errors: list[dict], mapping_name: str = "", mapping_hash: str = "") -> int:
-        """Open (or refresh) the quarantine entry of an order; one open entry per order."""
+        """Open (or refresh) the quarantine entry of an order; one open entry per order.
+
+        The WMS and ERP steps of one order fail in parallel: the read-then-write below is made
+        atomic per order within this process by a lock, and any duplicate a second worker process
+        slipped in is merged into the oldest entry afterwards.
+        """
+        with _PARK_LOCKS[hash(order_key) % len(_PARK_LOCKS)]:
+            qid = self._park(order_key=order_key, workflow_id=workflow_id, connector=connector, raw_id=raw_id,
+                             stage=stage, reason=reason, errors=errors, mapping_name=mapping_name,
+                             mapping_hash=mapping_hash)
+        return self._merge_open_entries(order_key) or qid
+
+    def _merge_open_entries(self, order_key: str) -> int | None:
+        with self.session() as s:
+            rows = list(s.scalars(select(QuarantineRow).where(QuarantineRow.order_key == order_key,
+                                                              QuarantineRow.status != "resolved")
+                                  .order_by(QuarantineRow.id)))
+            if len(rows) < 2:
+                return rows[0].id if rows else None
+            keep = rows[0]
+            for extra in rows[1:]:
+                if extra.stage not in keep.stage.split("+"):
+                    keep.stage = f"{keep.stage}+{extra.stage}"[:30]
+                    keep.reason = f"{keep.reason} | {extra.reason}"
+                    keep.errors = [*keep.errors, *extra.errors]
+                    keep.mapping_name = " + ".join(filter(None, (keep.mapping_name, extra.mapping_name)))[:100]
+                s.delete(extra)
+            keep.updated_at = now()
+            return keep.id
+
+    def _park(self, *, order_key: str, workflow_id: str, connector: str, raw_id: int, stage: str, reason: str,
+              errors: list[dict], mapping_name: str = "", mapping_hash: str = "") -> int:
         with self.session() as s:
             row = s.scalars(
                 select(QuarantineRow).where(QuarantineRow.order_key == order_key, QuarantineRow.status != "resolved")
@@ -351,10 +432,16 @@ def owner_only(path: Path, mode: int = 0o600) -> None:
         pass
 
 
-def open_store(url: str, secret_key: str | None, home: Path, run_migrations: bool = True) -> Store:
+def open_store(url: str, secret_key: str | None, home: Path, run_migrations: bool = True,
+               secret_key_file: Path | None = None) -> Store:
     """Open (and migrate) the hub store; a SQLite file is created 0600, and so are its -wal and -shm
-    (SQLite gives them the database file's mode, so the file is made before the first connection)."""
-    box = SecretBox.from_settings(secret_key, home)  # a bad key fails here, before anything is written
+    (SQLite gives them the database file's mode, so the file is made before the first connection).
+
+    ``secret_key`` (``TONGDAO_SECRET_KEY``, comma-separated keys) or ``secret_key_file``
+    (``TONGDAO_SECRET_KEY_FILE``, read from the environment when not given) is the key ring sealing
+    connector secrets and personal data; neither = ``<home>/secret.key``."""
+    # a bad key fails here, before anything is written
+    box = SecretBox.from_settings(secret_key, home, secret_key_file)
     db_file = _sqlite_path(url)
     if db_file is not None:
         db_file.parent.mkdir(parents=True, exist_ok=True)

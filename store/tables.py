@@ -263,3 +263,46 @@ class ConfigAuditRow(Base):
     action: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(String(200))
     details: Mapped[dict] = mapped_column(JSON)
+
+
+class MappingSpecTextRow(Base):
+    """The text of a mapping spec, by its content hash: an order's history names the hash of the
+    spec that mapped it, and an auditor must be able to read that exact version long after the file
+    changed."""
+
+    __tablename__ = "mapping_spec_texts"
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(500), default="")
+    text: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AuditArchiveRow(Base):
+    """One closed run of an order workflow, kept after Temporal's retention removes it: its
+    timeline (decoded, redacted) and its raw history as Temporal stored it (still encrypted), gzipped."""
+
+    __tablename__ = "audit_archive"
+    workflow_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_queue: Mapped[str] = mapped_column(String(200), default="")
+    workflow_type: Mapped[str] = mapped_column(String(100))
+    order_key: Mapped[str] = mapped_column(String(300), default="")
+    status: Mapped[str] = mapped_column(String(30))
+    start_time: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    close_time: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    archived_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    history_events: Mapped[int] = mapped_column(Integer, default=0)
+    history_sha256: Mapped[str] = mapped_column(String(64), doc="of the uncompressed history JSON")
+    history_gz: Mapped[bytes] = mapped_column(LargeBinary)
+    timeline: Mapped[dict] = mapped_column(JSON, doc="this run's timeline entries and run info")
+    __table_args__ = (Index("ix_audit_archive_order", "order_key"),
+                      Index("ix_audit_archive_close", "task_queue", "close_time"))
+
+
+class AuditSkuRow(Base):
+    """Which archived order workflows held a SKU (``tongdao audit sku`` after retention)."""
+
+    __tablename__ = "audit_archive_skus"
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(400), primary_key=True)

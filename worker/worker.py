@@ -7,6 +7,8 @@ from temporalio.worker import Worker
 
 from connectors.registry import ConnectorPool
 from store import Store
+from workflows.audit import AuditArchiverWorkflow
+from workflows.audit.archive import AuditActivities
 from workflows.ingest import BackfillWorkflow, IngestWorkflow
 from workflows.ingest.activities import IngestActivities
 from workflows.order import OrderWorkflow
@@ -14,14 +16,15 @@ from workflows.order.activities import OrderActivities
 from workflows.order.legacy import OrderSyncV1
 from workflows.order.shipping import ShipmentActivities
 
-WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow]
+WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow]
 
 
 def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue: str) -> list:
     """Every activity the worker runs: each capability's activities, bound to the shared resources."""
     found = []
     orders = OrderActivities(store, pool)
-    for acts in (orders, ShipmentActivities(store, pool, orders), IngestActivities(store, pool, client, task_queue)):
+    for acts in (orders, ShipmentActivities(store, pool, orders), IngestActivities(store, pool, client, task_queue),
+                 AuditActivities(store, client)):
         for name in dir(acts):
             method = getattr(acts, name)
             if callable(method) and hasattr(method, "__temporal_activity_definition"):

@@ -96,6 +96,10 @@ PROBLEM_STATUSES = {"CANCELED": "cancelled", "CANCELLED": "cancelled", "CLOSED":
 CONFIRM_TYPE_PARTIAL = "1"
 
 _SIGN_ERROR = ("sign-check-failure", "Illegal request")
+_TIMESTAMP_ERROR = "invalid-timestamp"
+#: TOP's public parameters: "timestamp ... GMT+8 ... 服务端允许客户端请求最大时间误差为10分钟"; the
+#: receiving side's SDK check (``SpiUtils.checkTimestamp(request, minutes)``) refuses a missing one
+PUSH_MAX_AGE_S = 600.0
 
 # --- error classification (codes/messages of the Qimen gateway and of WMS answers) -----------------
 _THROTTLE_MARKERS = ("call-limited", "call-exceeded", "limited-by", "accesscontrol", "限流", "频繁", "too many")
@@ -229,6 +233,10 @@ class QimenSettings(ConnectorSettings):
     sign_method: Literal["md5"] = "md5"
     warehouseCode: str = Field(min_length=1, description="default warehouse code")
     ownerCode: str = Field("", description="owner (货主) code filled into lines and queries when set")
+    push_max_age_s: float = Field(
+        PUSH_MAX_AGE_S, gt=0,
+        description="a push whose signed timestamp is further than this from our clock (either way) is refused "
+                    "as a replay; TOP allows a caller's clock 10 minutes of error")
 
 
 class QimenSecrets(ConnectorSecrets):
@@ -563,6 +571,23 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         candidates = {qimen_sign(params, body, app_secret, keep_empty=True), qimen_sign(params, body, app_secret)}
         return any(hmac.compare_digest(remote.encode(), c.encode()) for c in candidates)
 
+    def _push_staleness(self, timestamp: str) -> str:
+        """Why a push's signed ``timestamp`` is refused ("" when it is fresh): missing, unreadable, or
+        further than ``push_max_age_s`` from our clock in either direction."""
+        window = self.settings.push_max_age_s
+        if not timestamp.strip():
+            return "timestamp is required (yyyy-MM-dd HH:mm:ss, GMT+8, among the signed parameters)"
+        sent = qx.parse_time(timestamp)
+        if sent is None:
+            return "timestamp must be yyyy-MM-dd HH:mm:ss (GMT+8)"
+        skew = (datetime.now(UTC) - sent).total_seconds()
+        if skew > window:
+            return f"timestamp {timestamp} is {skew:.0f} s old; pushes older than {window:.0f} s are refused"
+        if -skew > window:
+            return (f"timestamp {timestamp} is {-skew:.0f} s in the future; "
+                    f"at most {window:.0f} s of clock skew is allowed")
+        return ""
+
     async def handle_push(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> PushResult:
         def answer(flag: str, code: str, message: str, events: list[dict[str, Any]] | None = None) -> PushResult:
             return PushResult(
@@ -575,6 +600,13 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         if not self._verify_push_sign(headers, query, body):
             log.warning("qimen push refused: bad signature", connector=self.name, method=query.get("method"))
             return answer("failure", *_SIGN_ERROR)
+        # the signature covers the timestamp: a captured push replayed later is stale, and one
+        # redelivered by the WMS is signed anew (the order workflow de-duplicates its content)
+        stale = self._push_staleness(str(query.get("timestamp") or ""))
+        if stale:
+            log.warning("qimen push refused: timestamp", connector=self.name, method=query.get("method"),
+                        reason=stale)
+            return answer("failure", _TIMESTAMP_ERROR, stale)
         method = str(query.get("method") or "")
         if method not in PUSH_METHODS:
             return answer("failure", "invalid-method", f"method {method or '(none)'} is not supported here")

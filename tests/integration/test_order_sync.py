@@ -146,9 +146,9 @@ async def test_malformed_orders_are_parked_and_a_replay_after_a_fix_completes_th
             entry = entries[tid]
             assert entry.errors, kind
             if kind == "unknown_sku":  # both targets refuse: both errors kept, with the targets' specs
-                assert entry.stage == "wms+erp", entry.stage
+                assert set(entry.stage.split("+")) == {"wms", "erp"}, entry.stage  # in whichever order they failed
                 assert {e["target"] for e in entry.errors} == {"wms", "erp"}
-                assert entry.mapping_name == "qimen_deliveryorder + kingdee_sale_order"
+                assert set(entry.mapping_name.split(" + ")) == {"qimen_deliveryorder", "kingdee_sale_order"}
                 continue
             assert entry.mapping_name == "taobao_order" and len(entry.mapping_hash) == 64
             if kind == "bad_payment":

@@ -359,6 +359,9 @@ async def test_shipping_pushes_a_signed_confirm_and_retries_once(
             "2.0",
         )
         assert params["sign"] == independent_sign(params, body, SECRET)
+        # a fresh signed timestamp on every attempt, or a receiver checking freshness refuses the retry
+        sent = datetime.strptime(params["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=CST)
+        assert abs((datetime.now(CST) - sent).total_seconds()) < 60, params["timestamp"]
     root = confirm_root(fresh_receiver.calls[-1][1])
     assert root.findtext("deliveryOrder/deliveryOrderCode") == "DO-1"
     assert root.findtext("deliveryOrder/deliveryOrderId") == created.findtext("deliveryOrderId")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import xml.etree.ElementTree as ET  # noqa: N817
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -374,9 +374,19 @@ CONFIRM_BODY = (
 ).encode()
 
 
-def push_query(body: bytes, method: str = "taobao.qimen.deliveryorder.confirm", app_secret: str = SECRET) -> dict:
+def gmt8(offset_s: float = 0) -> str:
+    """Now (plus ``offset_s``) as a Qimen timestamp: yyyy-MM-dd HH:mm:ss in GMT+8."""
+    moment = datetime.now(UTC) + timedelta(seconds=offset_s)
+    return moment.astimezone(timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def push_query(body: bytes, method: str = "taobao.qimen.deliveryorder.confirm", app_secret: str = SECRET,
+               timestamp: str | None = None) -> dict:
+    """Signed push parameters, stamped now unless ``timestamp`` is given ("" leaves it out)."""
     query = {"method": method, "app_key": "qimen-gw", "customerId": "CUST-1", "format": "xml",
-             "sign_method": "md5", "timestamp": "2024-05-02 18:31:00", "v": "2.0"}
+             "sign_method": "md5", "timestamp": gmt8() if timestamp is None else timestamp, "v": "2.0"}
+    if not query["timestamp"]:
+        del query["timestamp"]
     query["sign"] = doc_sign(query, body, app_secret)
     return query
 
@@ -443,12 +453,95 @@ async def test_push_without_tracking_and_rejected():
 
 async def test_push_sign_covers_headers_in_top_sign_list():
     query = {"method": "deliveryorder.confirm", "app_key": "gw", "format": "xml", "sign_method": "md5",
-             "timestamp": "2024-05-02 18:31:00", "v": "2.0"}
+             "timestamp": gmt8(), "v": "2.0"}
     signed = query | {"x-extra": "1"}
     query["sign"] = doc_sign(signed, CONFIRM_BODY, SECRET)
     headers = {"top-sign-list": "x-extra", "x-extra": "1"}
     result = await make_connector().handle_push(headers, query, CONFIRM_BODY)
     assert len(result.events) == 1
+
+
+# --- push freshness: the signed timestamp must be within push_max_age_s (TOP: 10 minutes) ----------
+
+
+def flag_code(result) -> tuple[str, str, str]:
+    answer = ET.fromstring(result.body.encode())
+    return answer.findtext("flag"), answer.findtext("code"), answer.findtext("message")
+
+
+async def test_fresh_push_is_accepted():
+    result = await make_connector().handle_push({}, push_query(CONFIRM_BODY, timestamp=gmt8(-30)), CONFIRM_BODY)
+    assert flag_code(result)[0] == "success" and len(result.events) == 1
+
+
+@pytest.mark.parametrize(("offset_s", "words"), [(-601, "s old"), (-86400, "s old"), (601, "in the future"),
+                                                 (3600, "in the future")])
+async def test_stale_or_future_dated_push_is_refused(offset_s, words):
+    result = await make_connector().handle_push({}, push_query(CONFIRM_BODY, timestamp=gmt8(offset_s)), CONFIRM_BODY)
+    flag, code, message = flag_code(result)
+    assert (flag, code) == ("failure", "invalid-timestamp") and words in message and "600 s" in message
+    assert result.events == [] and result.status_code == 200 and result.media_type == "application/xml"
+
+
+@pytest.mark.parametrize("timestamp", ["", "yesterday", "2024/13/45 99:00:00"])
+async def test_push_without_a_readable_timestamp_is_refused(timestamp):
+    result = await make_connector().handle_push({}, push_query(CONFIRM_BODY, timestamp=timestamp), CONFIRM_BODY)
+    flag, code, message = flag_code(result)
+    assert (flag, code) == ("failure", "invalid-timestamp") and "yyyy-MM-dd HH:mm:ss" in message
+    assert result.events == []
+
+
+async def test_captured_push_replayed_later_is_refused():
+    """A push recorded today (the documented example's time) and sent again is refused; re-signing it
+    with a fresh timestamp needs the app secret."""
+    query = push_query(CONFIRM_BODY, timestamp="2024-05-02 18:31:00")
+    result = await make_connector().handle_push({"content-type": "text/xml"}, query, CONFIRM_BODY)
+    assert flag_code(result)[:2] == ("failure", "invalid-timestamp") and result.events == []
+    forged = dict(query, timestamp=gmt8())  # the attacker refreshes the timestamp but cannot re-sign
+    result = await make_connector().handle_push({}, forged, CONFIRM_BODY)
+    assert flag_code(result)[:2] == ("failure", "sign-check-failure") and result.events == []
+
+
+async def test_push_replayed_after_the_window_is_refused(monkeypatch):
+    """The same signed request: accepted when it arrives, refused when replayed 11 minutes later."""
+    from connectors.qimen import connector as qimen_module
+
+    conn = make_connector()
+    query = push_query(CONFIRM_BODY)
+    assert flag_code(await conn.handle_push({}, query, CONFIRM_BODY))[0] == "success"
+    later = datetime.now(UTC) + timedelta(minutes=11)
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return later if tz is None else later.astimezone(tz)
+
+    monkeypatch.setattr(qimen_module, "datetime", Later)
+    result = await conn.handle_push({}, query, CONFIRM_BODY)
+    assert flag_code(result)[:2] == ("failure", "invalid-timestamp") and result.events == []
+
+
+async def test_redelivered_push_with_a_fresh_timestamp_is_accepted_again():
+    """The WMS redelivers (same content, signed anew): accepted; the order workflow de-duplicates."""
+    conn = make_connector()
+    first = await conn.handle_push({}, push_query(CONFIRM_BODY, timestamp=gmt8(-120)), CONFIRM_BODY)
+    again = await conn.handle_push({}, push_query(CONFIRM_BODY), CONFIRM_BODY)
+    assert flag_code(first)[0] == flag_code(again)[0] == "success"
+    assert first.events == again.events
+
+
+async def test_push_window_is_a_setting():
+    conn = make_connector(push_max_age_s=60)
+    assert conn.settings.push_max_age_s == 60 and make_connector().settings.push_max_age_s == 600
+    result = await conn.handle_push({}, push_query(CONFIRM_BODY, timestamp=gmt8(-120)), CONFIRM_BODY)
+    assert flag_code(result)[:2] == ("failure", "invalid-timestamp") and "60 s" in flag_code(result)[2]
+    with pytest.raises(ConfigurationError):
+        make_connector(push_max_age_s=0)
+
+
+async def test_a_bad_signature_is_reported_before_the_timestamp():
+    query = push_query(CONFIRM_BODY, app_secret="not-the-secret", timestamp="2024-05-02 18:31:00")
+    assert flag_code(await make_connector().handle_push({}, query, CONFIRM_BODY))[1] == "sign-check-failure"
 
 
 def test_describe_masks_secret_and_config_errors():

@@ -226,6 +226,11 @@ async def test_demo_logs_hold_no_phone_and_no_secret(tmp_path: Path, monkeypatch
     Path(os.environ.get("TD_REDACTION_LOGS", os.devnull)).write_text(logs)  # to look at them by hand
     leaked = sorted(value for value in phones | secrets if value in logs)
     assert not leaked, f"found in the logs: {leaked}"
+    # nor at rest: the Temporal database (payloads encrypted), the hub store (personal fields and
+    # secrets sealed) and every other file of the state directory
+    stored = b"".join(p.read_bytes() for p in settings.home.iterdir() if p.is_file())
+    at_rest = sorted(value for value in phones | secrets if value.encode() in stored)
+    assert not at_rest, f"found in the state directory: {at_rest}"
 
     modes = {p.name: p.stat().st_mode & 0o777 for p in settings.home.iterdir()}
     assert settings.home.stat().st_mode & 0o777 == 0o700

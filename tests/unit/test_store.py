@@ -61,3 +61,28 @@ def test_hub_code_is_stable_and_distinct() -> None:
 def test_migrations_are_idempotent(tmp_path: Path) -> None:
     open_store(f"sqlite:///{tmp_path}/m.db", None, tmp_path)
     open_store(f"sqlite:///{tmp_path}/m.db", None, tmp_path)
+
+
+def test_personal_fields_are_sealed_and_read_back(store, tmp_path: Path) -> None:  # noqa: ANN001
+    raw_id = store.put_raw("c", "order", "1", {"receiver_mobile": "13912345678", "tid": 1}, None)
+    store.upsert_order("taobao:s:1", channel="taobao", shop="s", external_id="1", source_connector="c", raw_id=raw_id,
+                       stage="mapped", canonical={"receiver": {"mobile": "13912345678"}, "buyer": {"email": "a@b.c"}})
+    store.engine.dispose()
+    data = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("t.db"))
+    assert b"13912345678" not in data and b"a@b.c" not in data
+    assert store.get_raw(raw_id).payload == {"receiver_mobile": "13912345678", "tid": 1}
+    assert store.get_order("taobao:s:1").canonical["buyer"]["email"] == "a@b.c"
+    assert store.get_order("taobao:s:1", reveal=False).canonical["receiver"]["mobile"] == "139****78"
+
+
+def test_a_key_that_did_not_seal_personal_data_says_so(store, tmp_path: Path) -> None:  # noqa: ANN001
+    from cryptography.fernet import Fernet
+
+    from store.secrets import SecretKeyError
+
+    store.upsert_order("taobao:s:1", channel="taobao", shop="s", external_id="1", source_connector="c", raw_id=1,
+                       stage="mapped", canonical={"receiver": {"mobile": "13912345678"}})
+    other = open_store(f"sqlite:///{tmp_path}/t.db", Fernet.generate_key().decode(), tmp_path)
+    with pytest.raises(SecretKeyError, match="cannot decrypt personal data: TONGDAO_SECRET_KEY holds none"):
+        other.get_order("taobao:s:1")
+    assert other.count_orders_by_stage() == {"mapped": 1}  # what needs no personal data still works
