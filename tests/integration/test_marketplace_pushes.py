@@ -49,7 +49,13 @@ async def test_shopify_webhooks_feed_a_push_only_flow(hub: HubRuntime) -> None:
             forged = await http.post(url, content=hooks[0]["body"],
                                      headers={**hooks[0]["headers"], "X-Shopify-Hmac-Sha256": "Zm9yZ2Vk"})
             assert forged.status_code == 401
-        assert await asyncio.to_thread(sim.flush_webhooks, url) == len(hooks)
+        delivered = 0
+        for _ in range(10):  # as Shopify does, undelivered ones (a 503 while the hub is busy) are sent again
+            delivered += await asyncio.to_thread(sim.flush_webhooks, url)
+            if not sim.webhooks():
+                break
+            await asyncio.sleep(0.5)
+        assert delivered >= len(hooks) and not sim.webhooks()
         codes = [hub_code(order_key("shopify", shop, i)) for i in ids]
         await wait_for(lambda: all(systems.wms.status_of(c) is not None for c in codes))
         await wait_for(lambda: all(sim.writebacks(i) for i in ids))
@@ -83,7 +89,14 @@ async def test_douyin_messages_feed_a_push_only_flow(hub: HubRuntime) -> None:
             forged = await http.post(url, content=b'[{"tag":"100","msg_id":"x","data":"{}"}]',
                                      headers={"app-id": key, "event-sign": "0" * 32})
             assert forged.status_code == 401
-        assert await asyncio.to_thread(sim.deliver_pushes, url) >= 1
+        delivered = 0
+        for _ in range(10):  # undelivered pushes stay queued and are sent again
+            sent = await asyncio.to_thread(sim.deliver_pushes, url)
+            delivered += sent
+            if delivered >= 1 and sent == 0:  # nothing left queued
+                break
+            await asyncio.sleep(0.2)
+        assert delivered >= 1
         codes = [hub_code(order_key("douyin", shop_id, i)) for i in ids]
         await wait_for(lambda: all(systems.wms.status_of(c) is not None for c in codes))
         await wait_for(lambda: all(sim.writebacks(i) for i in ids))
