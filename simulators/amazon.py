@@ -72,24 +72,24 @@ import json
 import random
 import secrets
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.ratelimit import CallBucket
 
 SEARCH_PATH = "/orders/2026-01-01/orders"
 RATE_HEADER = "x-amzn-RateLimit-Limit"
@@ -189,24 +189,6 @@ class SimOrder:
         self.data["lastUpdatedTime"] = iso(moment)
 
 
-@dataclass
-class _Bucket:
-    rate: float
-    burst: int
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = float(self.burst)
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(float(self.burst), self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class _OrderFactory:
@@ -324,7 +306,7 @@ class _OrderFactory:
         return SimOrder(order_id=order_id, shop=self.shop, data=data, defect=defect)
 
 
-class AmazonSimulator(SimClock):
+class AmazonSimulator(SimClock, SimAdmin):
     """SP-API Orders + LWA for seeded sellers; ``app`` is the ASGI app.
 
     ``apps`` maps LWA client_id → client_secret, ``shops`` maps refresh_token → our shop (one selling
@@ -379,7 +361,7 @@ class AmazonSimulator(SimClock):
         self._factories: dict[str, _OrderFactory] = {}
         self._defects = itertools.cycle(DEFECT_KINDS)
         self._tokens: dict[str, tuple[str, datetime]] = {}  # access token → (shop, expiry)
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._buckets: dict[tuple[str, str], CallBucket] = {}
         self._shipments: dict[str, list[dict[str, Any]]] = {}
         self._attempts: list[dict[str, Any]] = []
         self._requests: Counter[str] = Counter()
@@ -679,7 +661,7 @@ class AmazonSimulator(SimClock):
             shop = known[0]
             plan = self.usage_plans.get(operation)
             if plan is not None:
-                bucket = self._buckets.setdefault((shop, operation), _Bucket(*plan))
+                bucket = self._buckets.setdefault((shop, operation), CallBucket(*plan))
                 if not bucket.take():
                     self._rate_limited += 1
                     raise SpError(429, "QuotaExceeded", "You exceeded your quota for the requested resource.")
@@ -970,19 +952,6 @@ class AmazonSimulator(SimClock):
         return next((i for i in order.data["orderItems"] if i["orderItemId"] == order_item_id), None)
 
     # -- admin --------------------------------------------------------------------------------
-
-    async def _admin_state(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.state(), default=str)))
-
-    async def _admin_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                config = FaultConfig.model_validate(await request.json())
-            except (ValidationError, ValueError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=422)
-            with self._lock:
-                self.faults.reconfigure(config)
-        return JSONResponse(self.faults.config.model_dump())
 
     async def _admin_orders(self, request: Request) -> Response:
         try:

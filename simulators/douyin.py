@@ -71,10 +71,9 @@ import json
 import random
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -88,6 +87,7 @@ from starlette.routing import Route
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.ratelimit import CallBucket
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
 TIMESTAMP_TOLERANCE = timedelta(minutes=10)
@@ -202,23 +202,6 @@ class SimOrder:
         return int(self.data["update_time"])
 
 
-@dataclass
-class _Bucket:
-    rate: float
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = max(1.0, self.rate)
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class DouyinSimulator(SimClock):
@@ -266,7 +249,7 @@ class DouyinSimulator(SimClock):
         self._ids: set[int] = set()
         self._rngs: dict[str, random.Random] = {}
         self._defect_cycle = itertools.cycle(DEFECT_KINDS)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, CallBucket] = {}
         self._log_ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
         self._packages: dict[str, list[dict[str, Any]]] = {}
@@ -773,7 +756,7 @@ class DouyinSimulator(SimClock):
         self._check_timestamp(query.get("timestamp", ""))
         self._check_sign(query, secret, method, text)
         if self.calls_per_second is not None:
-            bucket = self._buckets.setdefault(app_key, _Bucket(self.calls_per_second))
+            bucket = self._buckets.setdefault(app_key, CallBucket(self.calls_per_second))
             if not bucket.take():
                 self._counters["rate_limited"] += 1
                 raise DoudianError(60000, "触发限流，请稍后重试", "isp.traffic-limited:1000", "请求过于频繁")

@@ -65,25 +65,25 @@ import json
 import random
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.ratelimit import CallBucket
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -267,23 +267,6 @@ class SimOrder:
         self.data["modified"] = format_jos_time(self.modified)
 
 
-@dataclass
-class _Bucket:
-    rate: float
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = max(1.0, self.rate)
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 def _jd_item(entry: Mapping[str, Any], index: int) -> dict[str, Any]:
@@ -296,7 +279,7 @@ def _jd_item(entry: Mapping[str, Any], index: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the simulator
 
 
-class JdSimulator(SimClock):
+class JdSimulator(SimClock, SimAdmin):
     """A JOS router serving seeded POP shops; ``app`` is the ASGI app (``/routerjson`` + ``/_sim/*``).
 
     ``apps`` maps app_key → app_secret, ``shops`` maps access_token → shop name (each shop gets a
@@ -340,7 +323,7 @@ class JdSimulator(SimClock):
                            for shop in dict.fromkeys(self.tokens.values())}
         self._orders: dict[str, SimOrder] = {}
         self._defects = itertools.cycle(DEFECT_KINDS)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, CallBucket] = {}
         self._shipments: dict[str, list[tuple[str, str, list[str]]]] = {}
         self._attempts: list[dict[str, Any]] = []
         self._requests: Counter[str] = Counter()
@@ -601,7 +584,7 @@ class JdSimulator(SimClock):
             self._rejected_signatures += 1
             raise JosError("12", "无效签名", "Invalid Signature")
         if self.calls_per_second is not None:
-            bucket = self._buckets.setdefault(app_key, _Bucket(self.calls_per_second))
+            bucket = self._buckets.setdefault(app_key, CallBucket(self.calls_per_second))
             if not bucket.take():
                 self._rate_limited += 1
                 raise call_limited()
@@ -777,19 +760,6 @@ class JdSimulator(SimClock):
         except JosError as exc:
             return self._error(exc)
         return self._json(body)
-
-    async def _admin_state(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.state(), default=str)))
-
-    async def _admin_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                config = FaultConfig.model_validate(await request.json())
-            except (ValidationError, ValueError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=422)
-            with self._lock:
-                self.faults.reconfigure(config)
-        return JSONResponse(self.faults.config.model_dump())
 
     async def _admin_orders(self, request: Request) -> Response:
         try:

@@ -66,24 +66,24 @@ import itertools
 import json
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.ratelimit import CallBucket
 
 CST = timezone(timedelta(hours=8), "CST")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -194,26 +194,9 @@ class SimOrder:
         self.data["updated_at"] = pdd_time(self.updated)
 
 
-@dataclass
-class _Bucket:
-    rate: float
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = max(1.0, self.rate)
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
-class PddSimulator(SimClock):
+class PddSimulator(SimClock, SimAdmin):
     """A POP gateway serving seeded malls; ``app`` is the ASGI app (``/api/router`` + ``/_sim/*``).
 
     ``clients`` maps client_id → client_secret, ``shops`` maps access_token → our shop (mall) name.
@@ -255,7 +238,7 @@ class PddSimulator(SimClock):
         self._rngs: dict[str, random.Random] = {}
         self._defect_cycle = itertools.cycle(DEFECT_KINDS)
         self._ciphers: dict[str, tuple[str, str, int]] = {}  # ciphertext -> (order_sn, clear, data_type)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, CallBucket] = {}
         self._request_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._messages: list[dict[str, Any]] = []
@@ -711,7 +694,7 @@ class PddSimulator(SimClock):
             self._rejected_signatures += 1
             raise PopError(20004, "签名校验失败")  # sim code
         if self.calls_per_second is not None:
-            bucket = self._buckets.setdefault(params["client_id"], _Bucket(self.calls_per_second))
+            bucket = self._buckets.setdefault(params["client_id"], CallBucket(self.calls_per_second))
             if not bucket.take():
                 self._rate_limited += 1
                 raise PopError(70031, "调用过于频繁，请调整调用频率")
@@ -861,19 +844,6 @@ class PddSimulator(SimClock):
         return {"data_decrypt_list": out}
 
     # -- admin --------------------------------------------------------------------------------
-
-    async def _admin_state(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.state(), default=str)))
-
-    async def _admin_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                config = FaultConfig.model_validate(await request.json())
-            except (ValidationError, ValueError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=422)
-            with self._lock:
-                self.faults.reconfigure(config)
-        return JSONResponse(self.faults.config.model_dump())
 
     async def _admin_orders(self, request: Request) -> Response:
         try:

@@ -81,12 +81,12 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
@@ -485,7 +485,7 @@ class _Bucket:
         return self.level
 
 
-class ShopifySimulator(SimClock):
+class ShopifySimulator(SimClock, SimAdmin):
     """Shopify stores behind one GraphQL Admin endpoint; ``app`` is the ASGI app.
 
     ``stores`` maps access token → shop domain (``tongdao-a.myshopify.com``); ``client_secret`` signs
@@ -980,19 +980,6 @@ class ShopifySimulator(SimClock):
         return payload
 
     # -- admin ------------------------------------------------------------------------------
-
-    async def _admin_state(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.state(), default=str)))
-
-    async def _admin_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                config = FaultConfig.model_validate(await request.json())
-            except (ValidationError, ValueError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=422)
-            with self._lock:
-                self.faults.reconfigure(config)
-        return JSONResponse(self.faults.config.model_dump())
 
     async def _admin_orders(self, request: Request) -> Response:
         try:

@@ -117,7 +117,6 @@ import math
 import random
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -126,15 +125,16 @@ from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.ratelimit import CallBucket
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -351,26 +351,6 @@ class SimTrade:
         self.data["modified"] = format_top_time(self.modified)
 
 
-@dataclass
-class _Bucket:
-    """A token bucket: ``rate`` calls per second, bursts up to ``max(1, rate)``."""
-
-    rate: float
-    tokens: float = 0.0
-    last: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = max(1.0, self.rate)
-
-    def take(self) -> float:
-        """0 when the call may go through, else the seconds until one would."""
-        now = time.monotonic()
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
 
 
 # --------------------------------------------------------------------------- demo data
@@ -573,7 +553,7 @@ class _TradeFactory:
 # --------------------------------------------------------------------------- the simulator
 
 
-class TaobaoSimulator(SimClock):
+class TaobaoSimulator(SimClock, SimAdmin):
     """A TOP gateway serving seeded shops; ``app`` is the ASGI app (``/router/rest`` + ``/_sim/*``).
 
     ``apps`` maps app_key -> app_secret, ``shops`` maps session -> seller nick. Each distinct shop
@@ -624,7 +604,7 @@ class TaobaoSimulator(SimClock):
         self._trades: dict[int, SimTrade] = {}
         self._factories: dict[str, _TradeFactory] = {}
         self._defect_cycle = itertools.cycle(DEFECT_KINDS)
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, CallBucket] = {}
         self._request_ids = itertools.count(1)
         self._shipments: dict[int, dict[str, Any]] = {}
         self._used_waybills: dict[tuple[str, str], int] = {}
@@ -1043,19 +1023,6 @@ class TaobaoSimulator(SimClock):
             return self._error(exc)
         return self._json(body)
 
-    async def _admin_state(self, request: Request) -> Response:
-        return JSONResponse(json.loads(json.dumps(self.state(), default=str)))
-
-    async def _admin_faults(self, request: Request) -> Response:
-        if request.method == "POST":
-            try:
-                config = FaultConfig.model_validate(await request.json())
-            except (ValidationError, ValueError) as exc:
-                return JSONResponse({"error": str(exc)}, status_code=422)
-            with self._lock:
-                self.faults.reconfigure(config)
-        return JSONResponse(self.faults.config.model_dump())
-
     async def _admin_orders(self, request: Request) -> Response:
         try:
             body = await request.json()
@@ -1167,8 +1134,8 @@ class TaobaoSimulator(SimClock):
     def _check_rate(self, app_key: str) -> None:
         if self.calls_per_second is None:
             return
-        bucket = self._buckets.setdefault(app_key, _Bucket(self.calls_per_second))
-        wait = bucket.take()
+        bucket = self._buckets.setdefault(app_key, CallBucket(self.calls_per_second))
+        wait = bucket.wait()
         if wait > 0:
             self._rate_limited += 1
             raise call_limited(max(1, math.ceil(wait)))
