@@ -164,6 +164,15 @@ class Connector:
         """
         return str(getattr(self.settings, "shop", "") or self.name)
 
+    def redact_secrets(self, text: str, *extra: str) -> str:
+        """``text`` with every secret of this connector (and ``extra`` values) replaced by ``***``:
+        platforms echo request parameters in their error messages, which end up in logs."""
+        values = [secret(v) for v in vars(self.secrets).values() if isinstance(v, SecretStr)]
+        for value in (*values, *extra):
+            if value and len(value) >= 4:
+                text = text.replace(value, "***")
+        return text
+
     def describe(self) -> dict[str, Any]:
         """Settings as shown to people: secrets masked."""
         return {

@@ -235,10 +235,7 @@ class DouyinConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, Push
     # --- transport -----------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        for value in (secret(self.secrets.app_secret), secret(self.secrets.access_token)):
-            if value and len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
+        return self.redact_secrets(text)
 
     def _build(self, method: str, params: Mapping[str, Any] | None) -> httpx.Request:
         """A freshly stamped and signed request (one per attempt: the signature covers the time)."""

@@ -251,10 +251,7 @@ class JdConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
     # --- transport -----------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        for value in (secret(self.secrets.app_secret), secret(self.secrets.access_token)):
-            if value and len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
+        return self.redact_secrets(text)
 
     def _build(self, method: str, business: Mapping[str, Any]) -> httpx.Request:
         """A freshly stamped and signed request (one per attempt: the signature covers the time)."""

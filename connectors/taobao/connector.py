@@ -313,10 +313,7 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
         return secret(self.secrets.session) or self.settings.session
 
     def _redact(self, text: str, *extra: str) -> str:
-        for value in (secret(self.secrets.app_secret), self._session(), *extra):
-            if value and len(value) >= 4:
-                text = text.replace(value, "***")
-        return text
+        return self.redact_secrets(text, self.settings.session, *extra)
 
     def _build(self, method: str, params: Mapping[str, Any]) -> httpx.Request:
         """A freshly stamped and signed request (one per attempt: the signature covers the time)."""

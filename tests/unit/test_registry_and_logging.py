@@ -70,3 +70,13 @@ def test_a_session_given_under_settings_is_stored_as_a_secret(tmp_path) -> None:
     assert "session" not in row.settings
     assert store.connector_secrets(row)["session"] == "6100-the-session-key"
     assert b"6100-the-session-key" not in (tmp_path / "hub.db").read_bytes()
+
+
+def test_a_connector_hides_every_secret_it_holds_in_error_text() -> None:
+    from connectors.registry import Registration
+
+    reg = Registration(name="jd-shop", kind="jd", settings={"app_key": "k"},
+                       secrets={"app_secret": "app-secret-value", "access_token": "token-value-123"})
+    connector = reg.validate_kind().from_config(reg.name, reg.settings, reg.secrets)
+    text = "sign failed for app-secret-value with token-value-123 and extra-value; abc"
+    assert connector.redact_secrets(text, "extra-value", "abc") == "sign failed for *** with *** and ***; abc"
