@@ -13,13 +13,14 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from temporalio import activity
 
 from canonical import Address, LineRefundStatus, Order, hub_code, revision_code, validate_order
-from connectors.base import OrderSource, OutboundOrderTarget, ReceiverSource, SalesDocumentTarget
+from connectors.base import CancelResult, OrderSource, OutboundOrderTarget, ReceiverSource, SalesDocumentTarget
 from connectors.errors import ConfigurationError, ConnectorError
 from connectors.registry import ConnectorPool
 from mappings import DictLookups, load_spec
@@ -238,10 +239,8 @@ class OrderActivities:
         if not isinstance(source, ReceiverSource):
             raise ConfigurationError(f"the receiver of {inp.key} is encrypted and connector {inp.source!r} "
                                      "cannot decrypt it")
-        raw = await asyncio.to_thread(self.store.get_raw, inp.raw_id)
-        row = await asyncio.to_thread(self.store.get_order, inp.key)
-        if row is not None and row.raw_id != inp.raw_id:
-            raw = await asyncio.to_thread(self.store.get_raw, row.raw_id)
+        row = await asyncio.to_thread(self.store.get_order, inp.key)  # the version that was mapped
+        raw = await asyncio.to_thread(self.store.get_raw, row.raw_id if row is not None else inp.raw_id)
         if raw is None:
             raise ConfigurationError(f"raw document of {inp.key} is missing")
         clear = await source.shippable_receiver(raw.payload)
@@ -275,34 +274,33 @@ class OrderActivities:
     @activity.defn(name="cancel_wms_order")
     async def cancel_wms_order(self, inp: StepInput) -> StepResult:
         """Cancel (intercept) the WMS outbound order of a revision; ``refused`` when it left."""
-        route = inp.order.route
-        code = revision_code(hub_code(inp.order.key), inp.revision)
-        try:
-            wms = await self.pool.get(route.wms or "")
-            if not isinstance(wms, OutboundOrderTarget):
-                raise ConfigurationError(f"connector {route.wms!r} cannot cancel outbound orders")
-            result = await wms.cancel_outbound_order(code, reason=inp.reason)
-        except ConnectorError as exc:
-            return await self._park_on_permanent("wms_cancel", inp, exc)
-        log.info("wms.outbound_cancel", workflow_id=inp.workflow_id, order_key=inp.order.key, code=code,
-                 outcome=result.outcome)
-        if result.done:
+        result = await self._cancel(
+            inp, "wms_cancel", "wms.outbound_cancel", inp.order.route.wms, OutboundOrderTarget, "outbound orders",
+            lambda wms, code: wms.cancel_outbound_order(code, reason=inp.reason))
+        if result.ok and result.outcome in ("cancelled", "already_cancelled", "not_found"):
             await asyncio.to_thread(self.store.upsert_order, inp.order.key, stage="wms_cancelled")
-        return StepResult(ok=True, outcome=result.outcome, reason=result.message[:300])
+        return result
 
     @activity.defn(name="cancel_erp_order")
     async def cancel_erp_order(self, inp: StepInput) -> StepResult:
         """Void the ERP sales order of a revision the way the ERP documents it."""
-        route = inp.order.route
+        return await self._cancel(
+            inp, "erp_cancel", "erp.sales_order_cancel", inp.order.route.erp, SalesDocumentTarget, "sales documents",
+            lambda erp, code: erp.cancel_sales_document(code, reason=inp.reason))
+
+    async def _cancel(self, inp: StepInput, step: str, event: str, name: str | None, capability: type, what: str,
+                      call: Callable[[Any, str], Awaitable[CancelResult]]) -> StepResult:
+        """One target's cancel of the revision's document (idempotent on the target's side); a
+        permanent refusal to *answer* parks the order, a refusal to *cancel* is an outcome."""
         code = revision_code(hub_code(inp.order.key), inp.revision)
         try:
-            erp = await self.pool.get(route.erp or "")
-            if not isinstance(erp, SalesDocumentTarget):
-                raise ConfigurationError(f"connector {route.erp!r} cannot cancel sales documents")
-            result = await erp.cancel_sales_document(code, reason=inp.reason)
+            target = await self.pool.get(name or "")
+            if not isinstance(target, capability):
+                raise ConfigurationError(f"connector {name!r} cannot cancel {what}")
+            result = await call(target, code)
         except ConnectorError as exc:
-            return await self._park_on_permanent("erp_cancel", inp, exc)
-        log.info("erp.sales_order_cancel", workflow_id=inp.workflow_id, order_key=inp.order.key, code=code,
+            return await self._park_on_permanent(step, inp, exc)
+        log.info(event, workflow_id=inp.workflow_id, order_key=inp.order.key, code=code,
                  outcome=result.outcome)
         return StepResult(ok=True, outcome=result.outcome, reason=result.message[:300])
 
