@@ -60,6 +60,8 @@ async def test_every_lifecycle_path(hub: HubRuntime) -> None:
         too_late = tb.make_trade(shop, lines=1)
         wms_cancels = tb.make_trade(shop, lines=1)
         held = (cancel_after, line_refund, address, too_late, wms_cancels)
+        tb_tids = (unpaid_paid, unpaid_closed, presale, cancel_after, line_refund, address, split, too_late,
+                   wms_cancels)
         for tid in held:
             wms.hold(code(tid))
 
@@ -128,6 +130,13 @@ async def test_every_lifecycle_path(hub: HubRuntime) -> None:
         # nothing shipped that was not paid: every shipped WMS order belongs to a paid trade
         for tid in (unpaid_closed,):
             assert not wms.was_shipped(code(tid))
+        # auditors read these histories: no workflow task failed in any of them (no UnhandledCommand
+        # from a signal arriving while the workflow completed, no nondeterminism)
+        assert hub.client
+        for tid in tb_tids:
+            history = await hub.client.get_workflow_handle(f"order:{key(tid)}").fetch_history()
+            failed = [e for e in history.events if e.HasField("workflow_task_failed_event_attributes")]
+            assert not failed, (tid, failed[0].workflow_task_failed_event_attributes.cause)
         await record_histories(hub, {
             "order_lifecycle_paid_later": f"order:{key(unpaid_paid)}",
             "order_lifecycle_closed_unpaid": f"order:{key(unpaid_closed)}",
