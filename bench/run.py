@@ -7,6 +7,7 @@ absolute rates) are what carries from one machine to another:
   ratio = fastest / this. Also ``MappingSpec.apply`` per order.
 * ``temporal_sqlite`` — the embedded Temporal server with the SQLite defaults vs
   ``journal_mode=wal`` + ``synchronous=normal``; ratio = wal / default.
+* ``shared_limit``    — a rate limiter counting in the hub store (across processes) vs in-process only;
 * ``payload_codec``   — the hub's data converter with the AES-GCM payload codec vs without;
   ratio = codec / plain (µs per payload round trip).
 * ``order_timeline``  — one order's workflow history, event by event: a small demo runs in a
@@ -106,6 +107,19 @@ def payload_codec(quick: bool) -> list[str]:
     return summary
 
 
+# -- shared_limit ---------------------------------------------------------------------------------
+_LIMIT = re.compile(r"^(?P<label>in-process limiter|shared through the store)\s+(?P<us>[\d.]+) µs")
+_LIMIT_RATIO = re.compile(r"ratio shared/in-process: (?P<ratio>[\d.]+)x \((?P<extra>[^)]*)\)")
+
+
+def shared_limit(quick: bool) -> list[str]:
+    output = _run(["bench/shared_limit.py", "--n", "300" if quick else "2000"])
+    summary = [f"{m['label']}: {m['us']} µs per request" for m in map(_LIMIT.match, output.splitlines()) if m]
+    if match := _LIMIT_RATIO.search(output):
+        summary.append(f"shared/in-process: {match['ratio']}x ({match['extra']})")
+    return summary
+
+
 # -- order_timeline -------------------------------------------------------------------------------
 _EVENT = re.compile(r"^\s*(?P<offset>[\d.]+) s\s+(?P<event>\w+)")
 
@@ -160,6 +174,7 @@ BENCHES: dict[str, Callable[[bool], list[str]]] = {
     "temporal_sqlite": temporal_sqlite,
     "order_timeline": order_timeline,
     "payload_codec": payload_codec,
+    "shared_limit": shared_limit,
 }
 
 
