@@ -150,7 +150,15 @@ class Connector:
             raise ConfigurationError(f"connector {name!r} ({cls.kind}): {exc}") from exc
 
     async def aclose(self) -> None:
-        """Release HTTP clients; called when a worker shuts down."""
+        """Release the HTTP clients this connector holds (attributes, or values of dict attributes,
+        that are :class:`~connectors.http.ApiClient`); called when a worker shuts down or a
+        registration changes."""
+        from connectors.http import ApiClient
+
+        for value in list(vars(self).values()):
+            for candidate in (value.values() if isinstance(value, dict) else (value,)):
+                if isinstance(candidate, ApiClient):
+                    await candidate.aclose()
 
     async def test(self) -> str:
         """Make one cheap authenticated call; return a human summary or raise a ConnectorError."""

@@ -373,11 +373,6 @@ class AmazonConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
     def __repr__(self) -> str:
         return f"<AmazonConnector {self.name!r} url={self.settings.base_url!r}>"
 
-    async def aclose(self) -> None:
-        for api in self.apis.values():
-            await api.aclose()
-        await self.lwa_api.aclose()
-
     def shop_of(self, payload: dict[str, Any]) -> str:
         return self.settings.shop or self.name
 

@@ -229,9 +229,6 @@ class DouyinConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, Push
         """The shop id: the setting (the access token is one shop's), else the order's ``shop_id``."""
         return self.settings.shop_id or str(payload.get("shop_id") or self.name)
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     # --- transport -----------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:

@@ -245,9 +245,6 @@ class JdConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
         """The ``shop`` setting, else the order's ``venderId``."""
         return self.settings.shop or str(payload.get("venderId") or self.name)
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     # --- transport -----------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:

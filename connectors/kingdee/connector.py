@@ -289,9 +289,6 @@ class KingdeeConnector(Connector, SalesDocumentTarget):
     def uses_app_secret(self) -> bool:
         return bool(self.settings.appid)
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     # --- transport -----------------------------------------------------------------------------
 
     def _add_session_header(self, request: httpx.Request) -> None:

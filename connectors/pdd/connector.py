@@ -240,9 +240,6 @@ class PddConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, PushRec
         )
         self.carriers = {**CARRIERS, **{k.upper(): int(v) for k, v in (settings.carriers or {}).items()}}
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     # --- transport -------------------------------------------------------------------------------
 
     def _build(self, api: str, params: Mapping[str, Any]) -> httpx.Request:

@@ -270,9 +270,6 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
             timeout_s=settings.timeout_s,
         )
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     # --- transport -----------------------------------------------------------------------------
 
     def _system_params(self, method: str) -> dict[str, str]:

@@ -297,9 +297,6 @@ class ShopifyConnector(Connector, OrderSource, ShipmentSink, PushReceiver):
             timeout_s=settings.timeout_s,
         )
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     def shop_of(self, payload: dict[str, Any]) -> str:
         """The ``shop`` setting, else the ``*.myshopify.com`` host of ``base_url``, else our name."""
         if self.settings.shop:

@@ -304,9 +304,6 @@ class TaobaoConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
             described["settings"]["session"] = "********"
         return described
 
-    async def aclose(self) -> None:
-        await self.api.aclose()
-
     # --- transport -----------------------------------------------------------------------------
 
     def _session(self) -> str:

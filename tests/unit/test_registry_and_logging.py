@@ -80,3 +80,19 @@ def test_a_connector_hides_every_secret_it_holds_in_error_text() -> None:
     connector = reg.validate_kind().from_config(reg.name, reg.settings, reg.secrets)
     text = "sign failed for app-secret-value with token-value-123 and extra-value; abc"
     assert connector.redact_secrets(text, "extra-value", "abc") == "sign failed for *** with *** and ***; abc"
+
+
+async def test_closing_a_connector_closes_every_http_client_it_holds() -> None:
+    from connectors.http import ApiClient
+    from connectors.registry import Registration
+
+    reg = Registration(name="amz", kind="amazon", settings={"marketplace_ids": ["ATVPDKIKX0DER"]},
+                       secrets={"client_id": "c", "client_secret": "s", "refresh_token": "r"})
+    connector = reg.validate_kind().from_config(reg.name, reg.settings, reg.secrets)
+    clients = [c for v in vars(connector).values() for c in (v.values() if isinstance(v, dict) else (v,))
+               if isinstance(c, ApiClient)]
+    assert len(clients) >= 2
+    for client in clients:
+        _ = client.client  # opened
+    await connector.aclose()
+    assert all(client._client is None for client in clients)
