@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from connectors.signing import concat_sorted
+
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 """JOS's "yyyy-MM-dd HH:mm:ss"."""
 
@@ -49,8 +51,7 @@ except Exception:  # pragma: no cover - depends on the host's tz database
 
 def sign_base_string(params: Mapping[str, str]) -> str:
     """Sorted ``name + value`` pairs, ``sign`` and empty values left out."""
-    return "".join(f"{name}{params[name]}" for name in sorted(params)
-                   if name and name != "sign" and params[name] not in (None, ""))
+    return concat_sorted(params)
 
 
 def jos_sign(params: Mapping[str, str], app_secret: str) -> str:

@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from connectors.signing import concat_sorted
+
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 """How POP writes times in answers (``updated_at``, ``pay_time``...): Beijing wall time."""
 
@@ -52,15 +54,7 @@ def param_value(value: Any) -> str | None:
 
 def sign_base_string(params: Mapping[str, Any]) -> str:
     """Sorted ``name + value`` pairs; ``sign`` and empty values left out, as PopHttpClient does."""
-    parts: list[str] = []
-    for name in sorted(params):
-        if name == "sign" or not name:
-            continue
-        value = param_value(params[name])
-        if value is None or value == "":
-            continue
-        parts.append(f"{name}{value}")
-    return "".join(parts)
+    return concat_sorted(params, param_value)
 
 
 def pdd_sign(params: Mapping[str, Any], client_secret: str) -> str:

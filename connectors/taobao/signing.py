@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
+from connectors.signing import concat_sorted
+
 SignMethod = Literal["md5", "hmac", "hmac-sha256"]
 SIGN_METHODS: tuple[str, ...] = ("md5", "hmac", "hmac-sha256")
 
@@ -54,15 +56,7 @@ def param_value(value: Any) -> str | None:
 
 def sign_base_string(params: Mapping[str, Any]) -> str:
     """Sorted ``name + value`` pairs, ``sign`` and empty values left out (as the TOP SDKs do)."""
-    parts: list[str] = []
-    for name in sorted(params):
-        if name == "sign" or not name:
-            continue
-        value = param_value(params[name])
-        if value is None or value == "":
-            continue
-        parts.append(f"{name}{value}")
-    return "".join(parts)
+    return concat_sorted(params, param_value)
 
 
 def top_sign(
