@@ -162,29 +162,24 @@ class DemoSystems:
 
     def figures(self) -> dict[str, int]:
         """The plain paid orders' figures, from the simulators (the life stories are counted apart)."""
-        tb, wms, erp = self.taobao.state(), self.wms.state(), self.erp.state()
-        story_orders = story_wms = story_erp = story_shipped = 0
-        if self.stories is not None:
-            story_orders = len(self.stories.all_tids())
-            story_wms = self.stories.story_codes_in(wms["orders"])
-            story_erp = self.stories.story_codes_in(erp["bills"])
-            story_shipped = sum(1 for t in self.stories.all_tids()
-                                if self.taobao.status(t) == "WAIT_BUYER_CONFIRM_GOODS" and self.taobao.writebacks(t))
-        markets = [m.figures() for m in self.markets]
+        wms, erp = self.wms.state(), self.erp.state()
+        channels = self.per_channel().values()
+        stories = self.stories
+        story_wms = stories.story_codes_in(wms["orders"]) if stories else 0
+        story_erp = stories.story_codes_in(erp["bills"]) if stories else 0
         return {
-            "orders_created": int(tb["orders_created"]) - story_orders + sum(m["orders_created"] for m in markets),
-            "orders_malformed": int(tb["orders_malformed"]) + sum(m["orders_malformed"] for m in markets),
+            "orders_created": sum(c["orders_created"] for c in channels),
+            "orders_malformed": sum(c["orders_malformed"] for c in channels),
             "wms_outbound_orders": int(wms["outbound_orders"]) - story_wms,
             "wms_duplicates": int(wms["duplicates"]),
             "erp_sales_orders": int(erp["sales_orders"]) - story_erp,
             "erp_duplicates": int(erp["duplicates"]),
-            "tracking_written_back": int(tb["shipped_count"]) - story_shipped
-            + sum(m["tracking_written_back"] for m in markets),
-            "tracking_repeat_attempts": int(tb.get("shipment_repeat_attempts", 0)),
+            "tracking_written_back": sum(c["tracking_written_back"] for c in channels),
+            "tracking_repeat_attempts": int(self.taobao.state().get("shipment_repeat_attempts", 0)),
         }
 
     def per_channel(self) -> dict[str, dict[str, int]]:
-        """What each marketplace holds (from its simulator), plus the WMS documents of its orders."""
+        """What each marketplace holds of the plain orders, from its own simulator."""
         tb = self.taobao.state()
         stories = self.stories.all_tids() if self.stories else []
         story_shipped = sum(1 for t in stories
