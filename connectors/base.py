@@ -245,6 +245,55 @@ class InventorySource:
         raise NotImplementedError
 
 
+class ListingRef(BaseModel):
+    """Where one merchant SKU (our SKU code, the platform's 商家编码 / outer id / seller SKU) is
+    sold on a channel, in the platform's own ids: what its stock write needs.
+
+    ``item_id``/``sku_id`` are the platform's listing and SKU ids (Taobao ``num_iid``/``sku_id``,
+    Pinduoduo ``goods_id``/``sku_id``, JD ``wareId``/``skuId``, Douyin ``product_id``/``sku_id``,
+    Shopify inventory item gid, Amazon the seller SKU); ``extra`` holds anything else a platform
+    needs (Shopify ``location_id``, Amazon ``product_type``...).
+    """
+
+    sku: str
+    item_id: str = ""
+    sku_id: str = ""
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class StockWrite(BaseModel):
+    """Outcome of an absolute stock write: what the channel shows now and, when it told, before."""
+
+    quantity: int
+    previous: int | None = None
+
+
+class StockTarget:
+    """Capability 'stock': show an absolute sellable quantity for a merchant SKU on a channel.
+
+    The hub keeps the one stock pool and pushes each channel the quantity its allocation policy
+    gives; a connector only translates that into the platform's documented inventory API.
+    Writes are absolute (full update, never a delta), so a retried write cannot count twice.
+    """
+
+    async def find_listing(self, sku: str) -> ListingRef | None:
+        """The platform's ids for the merchant SKU code ``sku``; None when this channel does not
+        sell it (nothing is pushed there). The hub caches the answer."""
+        raise NotImplementedError
+
+    async def set_stock(self, listing: ListingRef, quantity: int, *, key: str,
+                        previous: int | None = None) -> StockWrite:
+        """Show ``quantity`` (absolute, >= 0). ``key`` is the hub's idempotency key for this write
+        (sent where the platform takes one); ``previous`` is the quantity the hub last pushed, for
+        platforms with compare-and-set (Shopify ``changeFromQuantity``): when the channel moved
+        meanwhile (a sale there), the connector re-reads and writes again rather than failing."""
+        raise NotImplementedError
+
+    async def get_stock(self, listing: ListingRef) -> int:
+        """The sellable quantity the channel shows now (for the reconciliation)."""
+        raise NotImplementedError
+
+
 class SalesDocumentTarget:
     """Capability 'sales_documents': an ERP records a sales order."""
 
@@ -284,7 +333,13 @@ class PushReceiver:
     * ``{"type": "order_changed", "external_id", "event_id", "record": RawRecord as JSON or None}`` -
       a marketplace says an order changed (Shopify webhooks, Douyin messages...); without
       ``record`` the engine fetches the order with ``get_order``. ``event_id`` deduplicates
-      redeliveries.
+      redeliveries;
+    * ``{"type": "stock_change", "change_id", "warehouse", "sku", "quantity", "order_code",
+      "order_type", "inventory_type", "batch_code", "expire_date", "changed_at"}`` - a WMS reports a
+      stock movement (Qimen ``stockchange.report``): ``quantity`` is the signed change of on-hand
+      (negative for an outbound), ``order_type`` the WMS's code (JYCK sale outbound, CGRK purchase
+      receipt, THRK return, PDTZ count...), ``change_id`` deduplicates redeliveries, ``expire_date``
+      (ISO date) is set for perishable batches.
     """
 
     async def handle_push(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> PushResult:
@@ -299,6 +354,7 @@ _CAPABILITIES: dict[type, str] = {
     SalesDocumentTarget: "sales_documents",
     PushReceiver: "push",
     ReceiverSource: "receivers",
+    StockTarget: "stock",
 }
 
 KINDS: dict[str, type[Connector]] = {}
