@@ -338,7 +338,7 @@ class PushReceiver:
       "order_type", "inventory_type", "batch_code", "expire_date", "changed_at"}`` - a WMS reports a
       stock movement (Qimen ``stockchange.report``): ``quantity`` is the signed change of on-hand
       (negative for an outbound), ``order_type`` the WMS's code (JYCK sale outbound, CGRK purchase
-      receipt, THRK return, PDTZ count...), ``change_id`` deduplicates redeliveries, ``expire_date``
+      receipt, XTRK sales return, QTRK/QTCK other in/out...), ``change_id`` deduplicates redeliveries, ``expire_date``
       (ISO date) is set for perishable batches.
     """
 

@@ -44,6 +44,7 @@ from mappings.expr import ExpressionError, compile_expr
 from workflows.models import Route
 from workflows.models import RouteRule as RouteStep
 from workflows.order.routing import RoutingError, resolve_route
+from workflows.stock.policy import FlowStock, load_policy
 
 if typing.TYPE_CHECKING:
     from store import Store
@@ -390,6 +391,16 @@ class Flow(_Model):
     enabled: bool = True
     backfill_page: Duration = Field(timedelta(hours=1), description="window per backfill page")
     backfill_pause: Duration = Field(timedelta(seconds=2), description="pause between backfill pages")
+    stock: FlowStock | None = Field(None, description="reserve from the central stock pool and show the channels "
+                                                      "their part of it (docs/stock.md)")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_stock(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Flows without a stock block dump as they did before it existed (same content hash, same version)."""
+        data = handler(self)
+        if data.get("stock") is None:
+            data.pop("stock", None)
+        return data
 
     @field_validator("name")
     @classmethod
@@ -445,6 +456,8 @@ class Flow(_Model):
     def connectors(self) -> list[str]:
         """Every connector the flow names (sources, targets, routes), without repeats, in order."""
         names = [s.connector for s in self.sources] + [self.targets.wms, self.targets.erp]
+        if self.stock is not None:
+            names += [self.stock.warehouse, *self.stock.channels]
         for rule in self.targets.routes:
             names += [rule.wms, rule.erp]
         return list(dict.fromkeys(n for n in names if n))
@@ -544,10 +557,28 @@ def _problems(exc: ValidationError) -> list[str]:
     return problems
 
 
-def parse_flow(data: Any, source: str = "") -> Flow:
-    """Validate a flow definition (a dict, e.g. from YAML, JSON or a stored definition)."""
+def _read_policy_file(data: dict[str, Any], base: Path | None, source: str) -> None:
+    """``stock.policy: FILE`` → the policy read from FILE (relative to the flow file), kept inline so
+    that the policy is part of the flow's content: a changed policy is a new flow version."""
+    stock = data.get("stock")
+    if not isinstance(stock, dict) or not isinstance(stock.get("policy"), str):
+        return
+    name = stock["policy"]
+    path = Path(name) if Path(name).is_absolute() or base is None else base / name
+    try:
+        policy = load_policy(path)
+    except (ValueError, ValidationError) as exc:
+        problems = _problems(exc) if isinstance(exc, ValidationError) else [str(exc)]
+        raise FlowError([f"stock.policy ({path}): {p}" for p in problems], source) from None
+    data["stock"] = {**stock, "policy": policy.model_dump(mode="json", exclude_defaults=True), "policy_file": name}
+
+
+def parse_flow(data: Any, source: str = "", base: Path | None = None) -> Flow:
+    """Validate a flow definition (a dict, e.g. from YAML, JSON or a stored definition); a stock
+    policy given as a file name is read relative to ``base`` (default: the current directory)."""
     if not isinstance(data, dict):
         raise FlowError(f"a flow is a mapping with name, sources, targets...; got {type(data).__name__}", source)
+    _read_policy_file(data, base, source)
     try:
         return Flow.model_validate(data)
     except ValidationError as exc:
@@ -565,7 +596,7 @@ def load_flow(path: Path) -> Flow:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise FlowError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}", str(path)) from None
-    return parse_flow(data, str(path))
+    return parse_flow(data, str(path), base=path.parent)
 
 
 # -- against the registry -------------------------------------------------------------------------
@@ -625,6 +656,10 @@ def check_against_registry(flow: Flow, store: Store) -> list[str]:
             name = getattr(rule, role)
             if name:
                 require(f"targets.routes[{i}].{role}", name, capability)
+    if flow.stock is not None:
+        require("stock.warehouse", flow.stock.warehouse, "outbound_orders")
+        for i, channel in enumerate(flow.stock.channels):
+            require(f"stock.channels[{i}]", channel, "stock")
     uses_wms = bool(targets.wms) or any(r.wms for r in targets.routes)
     uses_erp = bool(targets.erp) or any(r.erp for r in targets.routes)
     if uses_wms:

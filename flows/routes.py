@@ -4,9 +4,11 @@ marketplace pushes alike (:mod:`flows.runtime`, :mod:`flows.pushes`)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flows.model import Flow, FlowSource
 from store import Store
-from workflows.models import Route, StepOptions
+from workflows.models import Route, StepOptions, StockRoute
 
 
 def kind_of(store: Store, connector: str) -> str:
@@ -42,4 +44,6 @@ def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
         policies={step: StepOptions(timeout=p.timeout, initial_interval=p.initial_interval,
                                     max_interval=p.max_interval, max_attempts=p.max_attempts)
                   for step, p in flow.retry.items()},
+        stock=(StockRoute(warehouse=flow.stock.warehouse, recheck=timedelta(seconds=flow.stock.recheck))
+               if flow.stock is not None else None),
     )

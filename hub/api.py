@@ -32,6 +32,7 @@ from hub.settings import Settings
 from store import Store
 from worker.codec import PayloadCodecError, payloads_from_json, payloads_to_json
 from workflows.order.client import deliver_event, request_replay
+from workflows.stock.client import apply_stock_change
 
 
 class HubRuntime(Protocol):
@@ -492,6 +493,8 @@ def codec_cors(request: Request, origins: set[str]) -> dict[str, str]:
 
 async def dispatch_event(rt: HubRuntime, connector: str, event: dict[str, Any]) -> str:
     assert rt.store and rt.client
+    if event.get("type") == "stock_change":
+        return await apply_stock_change(rt.client, rt.store, rt.settings.task_queue, connector, event)
     return await deliver_event(rt.client, rt.store, connector, event)
 
 

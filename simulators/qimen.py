@@ -37,8 +37,16 @@ What it implements, and where each rule comes from:
   repeat, so a repeat cancel of a cancelled order is answered flag=success with message
   "单据已取消" (the cancel is idempotent). A create that reuses the code of a cancelled order is
   refused as a duplicate ("单据已存在(已取消),重复单据不能再次创建"): the code is spent.
-* ``taobao.qimen.inventory.query`` (库存查询): ``criteriaList/criteria`` in,
-  ``items/item`` (warehouseCode, itemCode, itemId, inventoryType, quantity, lockQuantity) out.
+* ``taobao.qimen.inventory.query`` (库存查询, apiId 25999): ``criteriaList/criteria`` in,
+  ``items/item`` (warehouseCode, itemCode, itemId, inventoryType, quantity, lockQuantity) out; an
+  item kept in batches is answered one row per batch with batchCode, productDate and expireDate
+  (and one row without them for the stock held outside any batch).
+* Stock. On-hand per (warehouse, item) goes down when a package ships (what shipped, once per
+  package) and up with ``receive``; ``adjust`` corrects it. With ``stock_reports`` every shipment
+  is also reported by ``taobao.qimen.stockchange.report`` (库存异动通知, apiId 25996; quantity
+  signed, negative = left the warehouse, orderType JYCK and the deliveryOrderCode as orderCode),
+  pushed, signed and retried like the confirms; receipts and corrections are always reported.
+  Batches leave first-expired-first-out (``simulators.qimen_stock``).
 
 The simulator never imports the hub's own code (connectors, mappings, canonical, workflows,
 hub): it is an independent reading of the documentation, so a connector that got the protocol
@@ -60,7 +68,7 @@ import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -73,6 +81,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.qimen_stock import (
+    COUNT_GAIN_TYPE,
+    COUNT_LOSS_TYPE,
+    INBOUND_TYPES,
+    METHOD_STOCK_CHANGE,
+    RECEIPT_TYPE,
+    STOCK_ORDER_TYPES,
+    Lot,
+    StockChange,
+    Taken,
+    as_date,
+    batched_total,
+    changes_for,
+    put,
+    stock_change_report_xml,
+    take,
+)
 
 T = TypeVar("T")
 
@@ -434,7 +459,7 @@ class QimenWmsSimulator:
         customer_id: str,
         warehouses: list[str],
         items: Iterable[Any] | Mapping[str, Any],
-        stock: int = 1000,
+        stock: int | Mapping[str, int] = 1000,
         seed: int = 7,
         ship_delay_s: float = 0.3,
         callback_url: str | None = None,
@@ -447,10 +472,15 @@ class QimenWmsSimulator:
         push_timeout_s: float = 5.0,
         split_packages: float = 0.0,
         split_gap_s: float | None = None,
+        stock_reports: bool = False,
     ) -> None:
         """``split_packages``: share (0..1) of orders with 2+ lines that ship in two packages, chosen
         per order from the seed and the code (replayable); ``split_gap_s``: time between the two
-        packages when shipping on the timer (default ``ship_delay_s``)."""
+        packages when shipping on the timer (default ``ship_delay_s``).
+
+        ``stock``: the opening on-hand of every item in every warehouse, or item code -> quantity
+        (items not named start at 0), held without batch. ``stock_reports``: also push a
+        stockchange.report for every shipped package (receipts and corrections always push one)."""
         if not warehouses:
             raise ValueError("at least one warehouse is needed")
         if not 0.0 <= split_packages <= 1.0:
@@ -471,7 +501,10 @@ class QimenWmsSimulator:
         self.push_backoff_cap_s = push_backoff_cap_s
         self.push_timeout_s = push_timeout_s
         self.faults = FaultInjector(faults or FaultConfig())
-        self.stock: dict[tuple[str, str], int] = {(w, code): stock for w in self.warehouses for code in self.items}
+        self.stock_reports = stock_reports
+        self.stock: dict[tuple[str, str], int] = self._opening_stock(stock)
+        #: batches per (warehouse, item); their quantities are part of (never more than) ``stock``
+        self.batches: dict[tuple[str, str], dict[str, Lot]] = {}
         self.orders: dict[tuple[str, str], OutboundOrder] = {}
         self.counters: dict[str, int] = dict.fromkeys(
             (
@@ -499,6 +532,12 @@ class QimenWmsSimulator:
                 "cancel_repeats",
                 "cancel_refused",
                 "cancel_not_found",
+                "stockchange_reports",
+                "stockchange_pushes",
+                "stockchange_acked",
+                "stockchange_push_failures",
+                "stockchange_abandoned",
+                "stockchange_duplicates_sent",
             ),
             0,
         )
@@ -506,6 +545,9 @@ class QimenWmsSimulator:
         self._item_ids = {code: f"QMI{index:06d}" for index, code in enumerate(self.items, start=1)}
         self._line_owner: dict[tuple[str, str, str, str], str] = {}
         self._unsent: list[PendingConfirm] = []
+        self._unsent_stock: list[str] = []
+        self._stock_seq = itertools.count(1)
+        self._stock_doc_seq = itertools.count(1)
         self._held: set[str] = set()
         self._cancelled: list[str] = []
         self._order_seq = itertools.count(1)
@@ -532,8 +574,22 @@ class QimenWmsSimulator:
                 Route("/_sim/callback", self._admin_callback, methods=["POST"]),
                 Route("/_sim/ship", self._admin_ship_all, methods=["POST"]),
                 Route("/_sim/ship/{code}", self._admin_ship_one, methods=["POST"]),
+                Route("/_sim/receive", self._admin_receive, methods=["POST"]),
+                Route("/_admin/receive", self._admin_receive, methods=["POST"]),
             ]
         )
+
+    def _opening_stock(self, stock: int | Mapping[str, int]) -> dict[tuple[str, str], int]:
+        if isinstance(stock, Mapping):
+            unknown = sorted(str(code) for code in stock if code not in self.items)
+            if unknown:
+                raise ValueError(f"opening stock for items not in the item master: {', '.join(unknown)}")
+            per_item = {code: int(stock.get(code, 0)) for code in self.items}
+        else:
+            per_item = dict.fromkeys(self.items, int(stock))
+        if any(quantity < 0 for quantity in per_item.values()):
+            raise ValueError("opening stock cannot be negative")
+        return {(w, code): per_item[code] for w in self.warehouses for code in self.items}
 
     async def _gateway(self, request: Request) -> Response:
         """Entry point for every Qimen call: faults, then auth, then the method's handler."""
@@ -598,6 +654,38 @@ class QimenWmsSimulator:
     async def _admin_ship_one(self, request: Request) -> Response:
         self._loop = asyncio.get_running_loop()
         return JSONResponse({"shipped": int(self._ship_local(request.path_params["code"]))})
+
+    async def _admin_receive(self, request: Request) -> Response:
+        """``{sku, quantity, warehouse?, batch_code?, expire_date?, product_date?, order_type?}``: ``receive``."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            payload = await request.json()
+            if not isinstance(payload, dict):
+                raise ValueError("expected a JSON object")
+            unknown = set(payload) - {"sku", "quantity", "warehouse", "batch_code", "expire_date", "product_date",
+                                      "order_type", "order_code"}
+            if unknown:
+                raise ValueError(f"unknown field(s): {', '.join(sorted(unknown))}")
+            quantity = payload.get("quantity")
+            if isinstance(quantity, bool) or not isinstance(quantity, int):
+                raise ValueError("quantity must be a whole number")
+            sku = payload.get("sku")
+            if not isinstance(sku, str):
+                raise ValueError("sku must be a string")
+            self.receive(
+                sku,
+                quantity,
+                warehouse=payload.get("warehouse"),
+                batch_code=str(payload.get("batch_code") or ""),
+                expire_date=payload.get("expire_date"),
+                product_date=payload.get("product_date"),
+                order_type=str(payload.get("order_type") or RECEIPT_TYPE),
+                order_code=str(payload["order_code"]) if payload.get("order_code") else None,
+            )
+        except ValueError as exc:  # includes a body that is not JSON
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=422)
+        warehouse = payload.get("warehouse") or self.warehouses[0]
+        return JSONResponse({"ok": True, "on_hand": self.on_hand(sku, warehouse)})
 
     # ------------------------------------------------------------------ authentication
 
@@ -859,18 +947,36 @@ class QimenWmsSimulator:
             return
         inventory_type = _text(criteria, "inventoryType") or "ZP"
         for code in [warehouse] if warehouse else self.warehouses:
-            quantity = self.stock[(code, item_code)] if inventory_type == "ZP" else 0
-            _subs(
-                _sub(items, "item"),
-                (
-                    ("warehouseCode", code),
-                    ("itemCode", item_code),
-                    ("itemId", self._item_ids[item_code]),
-                    ("inventoryType", inventory_type),
-                    ("quantity", quantity),
-                    ("lockQuantity", 0),
-                ),
-            )
+            total = self.stock[(code, item_code)] if inventory_type == "ZP" else 0
+            lots = sorted(self.batches.get((code, item_code), {}).values(), key=lambda lot: lot.batch_code)
+            if inventory_type != "ZP" or not lots:
+                self._inventory_row(items, code, item_code, inventory_type, total)
+                continue
+            for lot in lots:
+                self._inventory_row(items, code, item_code, inventory_type, lot.quantity, lot)
+            outside = total - batched_total(lots)
+            if outside > 0:
+                self._inventory_row(items, code, item_code, inventory_type, outside)
+
+    def _inventory_row(self, items: ET.Element, warehouse: str, item_code: str, inventory_type: str, quantity: int,
+                       lot: Lot | None = None) -> None:
+        row = _subs(
+            _sub(items, "item"),
+            (
+                ("warehouseCode", warehouse),
+                ("itemCode", item_code),
+                ("itemId", self._item_ids[item_code]),
+                ("inventoryType", inventory_type),
+                ("quantity", quantity),
+                ("lockQuantity", 0),
+            ),
+        )
+        if lot is not None:
+            _sub(row, "batchCode", lot.batch_code)
+            if lot.product_date:
+                _sub(row, "productDate", lot.product_date)
+            if lot.expire_date:
+                _sub(row, "expireDate", lot.expire_date)
 
     # ------------------------------------------------------------------ order.cancel
 
@@ -970,11 +1076,14 @@ class QimenWmsSimulator:
             return False
         number = len(order.packages) + 1
         contents: list[tuple[OrderLine, int]] = []
+        taken: list[tuple[OrderLine, list[Taken]]] = []
         for index in order.plan[number - 1]:
             line = order.lines[index]
-            available = self.stock[(order.warehouse_code, line.item_code)]
+            key = (order.warehouse_code, line.item_code)
+            available = self.stock[key]
             quantity = min(line.plan_qty, available)
-            self.stock[(order.warehouse_code, line.item_code)] = available - quantity
+            taken.append((line, take(self.batches.setdefault(key, {}), available, quantity)))
+            self.stock[key] = available - quantity
             line.actual_qty = quantity
             contents.append((line, quantity))
         now = format_qimen_time(qimen_now())
@@ -999,6 +1108,18 @@ class QimenWmsSimulator:
         if final:
             self.counters["shipped"] += 1
         self._unsent.append(PendingConfirm((order.owner_code, order.delivery_order_code), number, order.status))
+        if self.stock_reports:
+            changes = [
+                change
+                for line, parts in taken
+                for change in changes_for(
+                    parts, sign=-1, owner_code=order.owner_code, warehouse_code=order.warehouse_code,
+                    order_code=order.delivery_order_code, order_type=order.order_type,
+                    out_biz_code=f"{package.package_code}-S", item_code=line.item_code,
+                    item_id=self._item_ids[line.item_code], change_time=now,
+                )
+            ]
+            self._queue_stock_report(changes)
         return True
 
     def _waybill(self, order: OutboundOrder, number: int = 1) -> str:
@@ -1015,21 +1136,51 @@ class QimenWmsSimulator:
         )
         return f"{grams / 1000:.3f}"
 
-    # ------------------------------------------------------------------ deliveryorder.confirm push
+    # ------------------------------------------------------------------ pushes (confirm, stockchange.report)
 
     def _drain_unsent(self) -> None:
-        """Start a push for every confirm not yet pushed, once a callback URL is known."""
+        """Start a push for every confirm and stock report not yet pushed, once a callback URL is known.
+
+        With the ``duplicate`` fault a message is pushed twice (same outBizCode), as WMSs do after
+        network trouble.
+        """
         if not self.callback_url:
             return
         with self._lock:
             pending, self._unsent = self._unsent, []
-            messages = [self._new_confirm(self.orders[item.key], item) for item in pending]
-        for body in messages:
+            confirms = [self._new_confirm(self.orders[item.key], item) for item in pending]
+            reports, self._unsent_stock = self._unsent_stock, []
+        messages = [(METHOD_CONFIRM, body, "confirm") for body in confirms]
+        messages += [(METHOD_STOCK_CHANGE, body, "stockchange") for body in reports]
+        for method, body, kind in messages:
             copies = 2 if self.faults.duplicate() else 1
             if copies == 2:
-                self._bump("confirm_duplicates_sent")
+                self._bump(f"{kind}_duplicates_sent")
             for _ in range(copies):
-                self._spawn(self._push_confirm(body))
+                self._spawn(self._push(method, body, kind))
+
+    def _queue_stock_report(self, changes: list[StockChange]) -> None:
+        """Queue a stockchange.report of ``changes`` (caller holds the lock); nothing when empty."""
+        if not changes:
+            return
+        self.counters["stockchange_reports"] += 1
+        self._unsent_stock.append(stock_change_report_xml(changes))
+
+    def _kick(self) -> None:
+        """Push what is queued from wherever a public method was called: on the serving loop, from
+        another thread onto it, or (no loop serving yet) on the caller's running loop."""
+        loop = self._loop
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if loop is not None and loop.is_running() and not loop.is_closed() and loop is not current:
+            loop.call_soon_threadsafe(self._drain_unsent)
+            return
+        if current is None:
+            return  # no loop at all: pushed by the next drain (a gateway call, ship, flush, set_callback)
+        self._loop = current
+        self._drain_unsent()
 
     def _new_confirm(self, order: OutboundOrder, pending: PendingConfirm) -> str:
         out_biz_code = f"{order.delivery_order_id}-C{len(order.out_biz_codes) + 1}"
@@ -1112,29 +1263,32 @@ class QimenWmsSimulator:
             )
         return element
 
-    async def _push_confirm(self, body: str) -> None:
-        """POST one confirm until the ERP answers flag=success; bounded exponential backoff."""
+    async def _push(self, method: str, body: str, kind: str) -> None:
+        """POST one message (deliveryorder.confirm or stockchange.report) until the ERP answers
+        flag=success, signed anew on every attempt; bounded exponential backoff. Counters are
+        ``{kind}_pushes``, ``{kind}_acked``, ``{kind}_push_failures`` and ``{kind}_abandoned``."""
         delay = self.push_backoff_s
         async with httpx.AsyncClient(timeout=self.push_timeout_s) as client:
             for attempt in range(1, self.push_max_attempts + 1):
-                self._bump("confirm_pushes")
-                if await self._post_confirm(client, body):
-                    self._bump("confirm_acked")
-                    self._mark_acked(body)
+                self._bump(f"{kind}_pushes")
+                if await self._post(client, method, body):
+                    self._bump(f"{kind}_acked")
+                    if method == METHOD_CONFIRM:
+                        self._mark_acked(body)
                     return
-                self._bump("confirm_push_failures")
+                self._bump(f"{kind}_push_failures")
                 if attempt < self.push_max_attempts:
                     await asyncio.sleep(min(delay, self.push_backoff_cap_s))
                     delay *= 2
-        self._bump("confirm_abandoned")
+        self._bump(f"{kind}_abandoned")
 
-    async def _post_confirm(self, client: httpx.AsyncClient, body: str) -> bool:
+    async def _post(self, client: httpx.AsyncClient, method: str, body: str) -> bool:
         url = self.callback_url
         if not url:
             self.last_push_error = "no callback URL"
             return False
         params = {
-            "method": METHOD_CONFIRM,
+            "method": method,
             "app_key": self.app_key,
             "customerId": self.customer_id,
             "format": "xml",
@@ -1262,6 +1416,7 @@ class QimenWmsSimulator:
         """Wait until every pending ship timer and confirm push has finished (or raise TimeoutError)."""
 
         async def run() -> None:
+            self._drain_unsent()  # messages queued while no loop was serving
             async with asyncio.timeout(max_wait_s):
                 while tasks := self._live_tasks():
                     await asyncio.gather(*tasks, return_exceptions=True)
@@ -1317,6 +1472,120 @@ class QimenWmsSimulator:
 
         return await self._on_serving_loop(run())
 
+    # ------------------------------------------------------------------ stock
+
+    def _stock_key(self, sku: str, warehouse: str | None) -> tuple[str, str]:
+        """(warehouse, item) of a known item; ``warehouse`` None means the first (default) warehouse."""
+        where = warehouse or self.warehouses[0]
+        if where not in self.warehouses:
+            raise ValueError(f"warehouse {where} does not exist here")
+        if sku not in self.items:
+            raise ValueError(f"item {sku} does not exist in the item master")
+        return where, sku
+
+    def _stock_owner(self, owner_code: str | None) -> str:
+        """ownerCode of a receipt or correction (必须 in stockchange.report): the given one, else the
+        configured owner, else the customerId (one owner per customer)."""
+        return owner_code or self.owner_code or self.customer_id
+
+    def _report_movement(self, key: tuple[str, str], parts: list[Taken], sign: int, *, order_code: str,
+                         order_type: str, owner_code: str | None) -> None:
+        """Queue the stockchange.report of a receipt or correction (caller holds the lock)."""
+        self._queue_stock_report(changes_for(
+            parts, sign=sign, owner_code=self._stock_owner(owner_code), warehouse_code=key[0], order_code=order_code,
+            order_type=order_type, out_biz_code=f"SC{self.seed:03d}{next(self._stock_seq):09d}", item_code=key[1],
+            item_id=self._item_ids[key[1]], change_time=format_qimen_time(qimen_now())))
+
+    def receive(
+        self,
+        sku: str,
+        quantity: int,
+        warehouse: str | None = None,
+        batch_code: str = "",
+        expire_date: date | str | None = None,
+        order_type: str = RECEIPT_TYPE,
+        *,
+        product_date: date | str | None = None,
+        order_code: str | None = None,
+        owner_code: str | None = None,
+    ) -> None:
+        """Goods received (入库): on-hand of ``sku`` in ``warehouse`` (default: the first) grows by
+        ``quantity``, into batch ``batch_code`` with its dates when given, and a stockchange.report
+        (+quantity, ``order_type`` CGRK unless another 入库 type is named) is pushed - queued until a
+        callback URL is set. The order code defaults to a generated receipt number."""
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+            raise ValueError(f"quantity must be a positive whole number, got {quantity!r}")
+        if order_type not in INBOUND_TYPES:
+            raise ValueError(f"order_type {order_type} is not a receipt type ({', '.join(INBOUND_TYPES)})")
+        expire, produced = as_date(expire_date, "expire_date"), as_date(product_date, "product_date")
+        if (expire or produced) and not batch_code:
+            raise ValueError("expire_date and product_date belong to a batch: give a batch_code")
+        with self._lock:
+            key = self._stock_key(sku, warehouse)
+            parts = [put(self.batches.setdefault(key, {}), quantity, batch_code, expire, produced)] if batch_code \
+                else [Taken(quantity)]
+            self.stock[key] += quantity
+            code = order_code or f"RK{self.seed:03d}{next(self._stock_doc_seq):06d}"
+            self._report_movement(key, parts, +1, order_code=code, order_type=order_type, owner_code=owner_code)
+        self._kick()
+
+    def adjust(
+        self,
+        sku: str,
+        delta: int,
+        warehouse: str | None = None,
+        *,
+        batch_code: str = "",
+        order_type: str | None = None,
+        order_code: str | None = None,
+        owner_code: str | None = None,
+    ) -> None:
+        """A count correction (盘点): on-hand changes by ``delta`` (never below 0) and a
+        stockchange.report is pushed with orderType QTRK (gain) or QTCK (loss) unless ``order_type``
+        names one of the documented codes. A loss comes out of ``batch_code`` when given, else out of
+        the stock held without batch first, then first-expired-first-out."""
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+            raise ValueError(f"delta must be a non-zero whole number, got {delta!r}")
+        kind = order_type or (COUNT_GAIN_TYPE if delta > 0 else COUNT_LOSS_TYPE)
+        if kind not in STOCK_ORDER_TYPES:
+            raise ValueError(f"order_type {kind} is not one of {', '.join(STOCK_ORDER_TYPES)}")
+        with self._lock:
+            key = self._stock_key(sku, warehouse)
+            lots = self.batches.setdefault(key, {})
+            on_hand = self.stock[key]
+            if delta > 0:
+                parts = [put(lots, delta, batch_code)] if batch_code else [Taken(delta)]
+            elif batch_code:
+                lot = lots.get(batch_code)
+                if lot is None or lot.quantity < -delta:
+                    raise ValueError(f"batch {batch_code} of {sku} holds {lot.quantity if lot else 0}, "
+                                     f"cannot remove {-delta}")
+                parts = take({batch_code: lot}, lot.quantity, -delta)
+                if lot.quantity == 0:
+                    del lots[batch_code]
+            else:
+                if on_hand < -delta:
+                    raise ValueError(f"{sku} has {on_hand} on hand in {key[0]}, cannot remove {-delta}")
+                outside = min(on_hand - batched_total(lots.values()), -delta)
+                parts = ([Taken(outside)] if outside else []) + take(lots, on_hand - outside, -delta - outside)
+            self.stock[key] = on_hand + delta
+            code = order_code or f"PD{self.seed:03d}{next(self._stock_doc_seq):06d}"
+            self._report_movement(key, parts, 1 if delta > 0 else -1, order_code=code, order_type=kind,
+                                  owner_code=owner_code)
+        self._kick()
+
+    def on_hand(self, sku: str, warehouse: str | None = None) -> int:
+        """On-hand of ``sku`` in ``warehouse`` (default: the first warehouse), batches included."""
+        with self._lock:
+            return self.stock[self._stock_key(sku, warehouse)]
+
+    def batches_of(self, sku: str, warehouse: str | None = None) -> list[dict[str, object]]:
+        """The batches of ``sku`` in ``warehouse`` (default: the first): batch_code, quantity,
+        expire_date, product_date, by batch code."""
+        with self._lock:
+            lots = self.batches.get(self._stock_key(sku, warehouse), {})
+            return [lot.as_state() for lot in sorted(lots.values(), key=lambda lot: lot.batch_code)]
+
     def cancelled_codes(self) -> list[str]:
         """Codes cancelled through order.cancel, in the order the cancels arrived."""
         with self._lock:
@@ -1350,11 +1619,18 @@ class QimenWmsSimulator:
             stock: dict[str, dict[str, int]] = {w: {} for w in self.warehouses}
             for (warehouse, item), quantity in self.stock.items():
                 stock[warehouse][item] = quantity
+            batches: dict[str, dict[str, list[dict[str, object]]]] = {}
+            for (warehouse, item), lots in self.batches.items():
+                if lots:
+                    batches.setdefault(warehouse, {})[item] = [
+                        lot.as_state() for lot in sorted(lots.values(), key=lambda lot: lot.batch_code)]
             return {
                 "outbound_orders": len(self.orders),
                 "orders": {order.delivery_order_code: order.as_state() for order in self.orders.values()},
                 **self.counters,
                 "stock": stock,
+                "batches": batches,
+                "stock_reports": self.stock_reports,
                 "callback_url": self.callback_url,
                 "last_push_error": self.last_push_error,
                 "pending_tasks": len(self._tasks),

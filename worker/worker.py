@@ -15,8 +15,10 @@ from workflows.order import OrderWorkflow
 from workflows.order.activities import OrderActivities
 from workflows.order.legacy import OrderSyncV1
 from workflows.order.shipping import ShipmentActivities
+from workflows.stock import StockSyncWorkflow
+from workflows.stock.activities import StockActivities
 
-WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow]
+WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow, StockSyncWorkflow]
 
 
 def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue: str) -> list:
@@ -24,7 +26,7 @@ def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue:
     found = []
     orders = OrderActivities(store, pool)
     for acts in (orders, ShipmentActivities(store, pool, orders), IngestActivities(store, pool, client, task_queue),
-                 AuditActivities(store, client)):
+                 AuditActivities(store, client), StockActivities(store, pool, client, task_queue)):
         for name in dir(acts):
             method = getattr(acts, name)
             if callable(method) and hasattr(method, "__temporal_activity_definition"):

@@ -29,6 +29,13 @@ class StepOptions(BaseModel):
     max_attempts: int = Field(0, ge=0, description="0 = until it succeeds")
 
 
+class StockRoute(BaseModel):
+    """The flow's stock block as an order carries it: reserve from ``warehouse`` before the WMS."""
+
+    warehouse: str
+    recheck: timedelta = Field(timedelta(minutes=5), description="out of stock: try to reserve again this often")
+
+
 class Route(BaseModel):
     """Where an order goes and under which mappings; built from a flow (or given by the caller).
 
@@ -53,6 +60,7 @@ class Route(BaseModel):
                                        "(a platform closes unpaid orders itself, e.g. Taobao after 72 h)")
     watch_for: timedelta = Field(timedelta(days=30), description="ERP-only orders: how long changes are followed")
     history_limit: int = Field(10_000, ge=20, description="continue-as-new past this many history events")
+    stock: StockRoute | None = Field(None, description="reserve from the central pool before the WMS gets it")
 
     def options(self, step: str) -> StepOptions:
         return self.policies.get(step) or StepOptions()

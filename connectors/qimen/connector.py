@@ -25,6 +25,10 @@ Methods used, with the Qimen standard document each one follows (奇门仓储 AP
 * ``taobao.qimen.deliveryorder.confirm`` (发货单确认, pushed by the WMS): ``confirmType`` 0 = the
   final confirmation of the order, 1 = an intermediate one (出库单多次发货: more packages follow);
   ``outBizCode`` is the message id used for de-duplication.
+* ``taobao.qimen.stockchange.report`` (库存异动通知, 25996, pushed by the WMS): signed stock movements,
+  one ``stock_change`` event per item (see ``connectors.qimen.stock``).
+* ``taobao.qimen.inventory.query`` (库存查询, 25999): quantity/lockQuantity per item and warehouse, and
+  batchCode/productDate/expireDate per row for batch-managed items (``query_batches``).
 """
 
 from __future__ import annotations
@@ -67,6 +71,13 @@ from connectors.errors import (
 )
 from connectors.http import ApiClient
 from connectors.qimen import xml as qx
+from connectors.qimen.stock import (
+    STOCK_CHANGE_METHODS,
+    StockBatch,
+    StockReportError,
+    batches_from_items,
+    parse_stock_change_report,
+)
 from connectors.ratelimit import RateLimiter
 
 log = structlog.get_logger("tongdao.qimen")
@@ -82,6 +93,8 @@ METHOD_ORDER_CANCEL = "taobao.qimen.order.cancel"
 SALES_OUTBOUND_TYPE = "JYCK"
 #: the Qimen gateway hands the WMS-side short name ("deliveryorder.confirm") to some receivers
 PUSH_METHODS = {METHOD_DELIVERY_CONFIRM, "deliveryorder.confirm"}
+#: every push method handle_push takes: the confirms above and stockchange.report (full and short name)
+ACCEPTED_PUSH_METHODS = frozenset(PUSH_METHODS | STOCK_CHANGE_METHODS)
 
 SHIPPED_STATUSES = {"DELIVERED", "PARTDELIVERED"}
 #: statuses after which the order will not ship (CANCELEDFAIL means the cancel *failed*: it may ship)
@@ -501,12 +514,8 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
 
     # --- inventory -----------------------------------------------------------------------------
 
-    async def query_inventory(self, skus: list[str], warehouse: str) -> list[InventoryLevel]:
-        """``taobao.qimen.inventory.query`` for sellable stock (inventoryType ZP) of ``skus``."""
-        skus = [s for s in dict.fromkeys(skus) if s]
-        if not skus:
-            return []
-        warehouse = warehouse or self.settings.warehouseCode
+    async def _inventory_items(self, skus: list[str], warehouse: str) -> list[Element]:
+        """``taobao.qimen.inventory.query`` for sellable stock (inventoryType ZP) of ``skus``: the answer's items."""
         criteria = [
             {
                 "warehouseCode": warehouse,
@@ -519,10 +528,19 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         answer = await self._call(METHOD_INVENTORY_QUERY, {"criteriaList": criteria})
         if not answer.ok:
             raise classify_failure(answer.code, answer.message, context="inventory.query")
+        return qx.entries(answer.root, "items")
+
+    async def query_inventory(self, skus: list[str], warehouse: str) -> list[InventoryLevel]:
+        """``taobao.qimen.inventory.query`` for sellable stock (inventoryType ZP) of ``skus``."""
+        skus = [s for s in dict.fromkeys(skus) if s]
+        if not skus:
+            return []
+        warehouse = warehouse or self.settings.warehouseCode
+        items = await self._inventory_items(skus, warehouse)
         as_of = datetime.now(UTC)
         totals: dict[tuple[str, str], list[int]] = {}
         wanted = set(skus)
-        for item in qx.entries(answer.root, "items"):
+        for item in items:
             sku = qx.text(item, "itemCode")
             kind = qx.text(item, "inventoryType").upper()
             if not sku or sku not in wanted or (kind and kind != "ZP"):
@@ -535,6 +553,20 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
             InventoryLevel(sku=sku, warehouse=where, on_hand=on_hand, reserved=reserved, as_of=as_of)
             for (sku, where), (on_hand, reserved) in totals.items()
         ]
+
+    async def query_batches(self, skus: list[str], warehouse: str) -> list[StockBatch]:
+        """Sellable stock per batch: the same ``inventory.query`` as ``query_inventory``, read per row.
+
+        One StockBatch per (sku, warehouse, batchCode) with the row's expireDate/productDate (ISO
+        dates, "" when absent) and quantity; stock the WMS reports without batch fields is one entry
+        with ``batch_code=""``.
+        """
+        skus = [s for s in dict.fromkeys(skus) if s]
+        if not skus:
+            return []
+        warehouse = warehouse or self.settings.warehouseCode
+        items = await self._inventory_items(skus, warehouse)
+        return batches_from_items(items, set(skus), warehouse)
 
     async def test(self) -> str:
         """One signed ``inventory.query`` for a single item; a business "no such item" still proves
@@ -554,7 +586,7 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         return (f"Qimen reachable and signature accepted ({where}); inventory.query for probe item "
                 f"answered failure [{answer.code}] {answer.message}")
 
-    # --- push: deliveryorder.confirm -----------------------------------------------------------
+    # --- push: deliveryorder.confirm, stockchange.report --------------------------------------
 
     def _verify_push_sign(self, headers: Mapping[str, str], query: Mapping[str, str], body: bytes) -> bool:
         remote = str(query.get("sign") or "").strip().upper()
@@ -586,14 +618,8 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
         return ""
 
     async def handle_push(self, headers: dict[str, str], query: dict[str, str], body: bytes) -> PushResult:
-        def answer(flag: str, code: str, message: str, events: list[dict[str, Any]] | None = None) -> PushResult:
-            return PushResult(
-                events=events or [],
-                status_code=200,
-                media_type="application/xml",
-                body=qx.response_xml(flag, code, message),
-            )
-
+        """deliveryorder.confirm and stockchange.report: signature, then freshness, then the content."""
+        answer = _push_answer
         if not self._verify_push_sign(headers, query, body):
             log.warning("qimen push refused: bad signature", connector=self.name, method=query.get("method"))
             return answer("failure", *_SIGN_ERROR)
@@ -605,12 +631,28 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
                         reason=stale)
             return answer("failure", _TIMESTAMP_ERROR, stale)
         method = str(query.get("method") or "")
-        if method not in PUSH_METHODS:
+        if method not in ACCEPTED_PUSH_METHODS:
             return answer("failure", "invalid-method", f"method {method or '(none)'} is not supported here")
         try:
             root = qx.parse(body)
         except qx.UnsafeXmlError as exc:
             return answer("failure", "invalid-request", f"request body refused: {exc}")
+        if method in STOCK_CHANGE_METHODS:
+            try:
+                events, foreign = parse_stock_change_report(
+                    root, owner_code=self.settings.ownerCode, sent_at=qx.parse_time(str(query.get("timestamp") or "")))
+            except StockReportError as exc:
+                log.warning("qimen push refused: malformed stockchange.report", connector=self.name, reason=str(exc))
+                return answer("failure", "invalid-request", f"stockchange.report: {exc}")
+            if foreign:
+                log.warning("qimen stockchange.report: items of another owner left out", connector=self.name,
+                            owner=self.settings.ownerCode, skus=foreign[:20], count=len(foreign))
+            return answer("success", "0", "ok", events)
+        return self._confirm_answer(root)
+
+    def _confirm_answer(self, root: Element) -> PushResult:
+        """deliveryorder.confirm -> ``shipment`` events (one per package) or an ``outbound_status`` one."""
+        answer = _push_answer
         order = root.find("deliveryOrder") if root.tag == "request" else None
         order_code = qx.text(order, "deliveryOrderCode")
         if order is None or not order_code:
@@ -689,6 +731,12 @@ class QimenConnector(Connector, OutboundOrderTarget, InventorySource, PushReceiv
                 )
             )
         return shipments
+
+
+def _push_answer(flag: str, code: str, message: str, events: list[dict[str, Any]] | None = None) -> PushResult:
+    """The ``<response>`` a push is answered with (always HTTP 200, as the Qimen SPI expects)."""
+    return PushResult(events=events or [], status_code=200, media_type="application/xml",
+                      body=qx.response_xml(flag, code, message))
 
 
 def _int(value: str) -> int:

@@ -55,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order.activities import OrderActivities
     from workflows.order.lifecycle import Next, Outcome, add_package, after_release, all_shipped, before_release
     from workflows.order.shipping import ShipmentActivities
+    from workflows.stock.activities import StockActivities
+    from workflows.stock.models import ReleaseInput, ReserveInput, ShipInput
 
 LOCAL = timedelta(seconds=30)
 
@@ -83,6 +85,8 @@ class OrderWorkflow:
         self._st = LifecycleState(raw_id=0)
         self._parked_reason = ""
         self._outcome = ""
+        self._short_spells = 0
+        self._short_now = False
 
     # -- signals and queries ----------------------------------------------------------------
     @workflow.signal(name="order_seen")
@@ -148,10 +152,13 @@ class OrderWorkflow:
             if nxt is Next.CLOSE:
                 if self._st.sent_to:  # a send half done before the order was closed: undo it
                     return await self._cancel_everywhere(inp, "closed by the platform")
+                await self._release_stock(inp, "cancellation")
                 return Outcome.CANCELLED_BEFORE_SHIPMENT if facts.paid else Outcome.CLOSED_UNPAID
             if nxt is Next.NOT_OURS:
                 return Outcome.SHIPPED_OUTSIDE_HUB
             if nxt is Next.RELEASE:
+                if not await self._reserve(inp, facts):
+                    continue  # out of stock: nothing goes to the WMS; tried again later
                 if await self._send(inp, facts):
                     self._st.released = True
                     await self._record(inp, Outcome.RELEASED, facts.status)
@@ -252,6 +259,7 @@ class OrderWorkflow:
                 if self._is_current(status.order_code) and not self._packages:
                     await self._task(inp, "after_sales", f"the WMS {status.status} the outbound order",
                                      ref=f"wms-{status.status}-r{self._st.revision}", status=status.raw_status)
+                    await self._release_stock(inp, "cancellation")
                     return Outcome.CANCELLED_BY_WMS
             if self._packages:
                 done = await self._write_packages(inp)
@@ -269,6 +277,7 @@ class OrderWorkflow:
             facts = self._st.facts
             active = facts.active_qty if facts else {}
             lines = [(line.sku, line.quantity) for line in package.lines]
+            await self._deduct_stock(inp, package.package, lines)
             whole = (not self._st.written_packages and package.final
                      and all_shipped(active, add_package({}, lines, active)))
             self._set_stage("writing_back")
@@ -371,6 +380,7 @@ class OrderWorkflow:
                                  ref=f"erp-cancel-r{rev}", erp_answer=erp.reason)
             else:
                 self._st.sent_to.remove("erp")
+        await self._release_stock(inp, "cancellation")
         return Outcome.CANCELLED_BEFORE_SHIPMENT
 
     async def _amend(self, inp: OrderInput, facts: OrderFacts) -> bool:
@@ -392,11 +402,84 @@ class OrderWorkflow:
                 OrderActivities.cancel_erp_order, inp, "erp", was_parked=parked, revision=rev, reason=reason))
         self._st.revision = rev + 1
         self._st.sent_to = []
+        while not await self._reserve(inp, facts, cause="amendment"):
+            refreshed = await self._prepare(inp, allow_new_version=True)
+            if refreshed is not None:
+                facts = refreshed
         while not await self._send(inp, facts):
             refreshed = await self._prepare(inp, allow_new_version=True)
             if refreshed is not None:
                 facts = refreshed
         return True
+
+    # -- the stock pool ---------------------------------------------------------------------------
+    async def _reserve(self, inp: OrderInput, facts: OrderFacts, cause: str = "order") -> bool:
+        """Hold the order's units in the central pool before the WMS gets it (flows with a stock
+        block). Out of stock: an ``out_of_stock`` task, and nothing is sent; the order tries again
+        every ``recheck``, at a replay, or when a new version arrives. False = not reserved now."""
+        stock = inp.route.stock
+        if stock is None or not facts.active_qty or not workflow.patched("stock-pool"):
+            return True
+        try:
+            result = await workflow.execute_activity_method(
+                StockActivities.reserve,
+                ReserveInput(order_key=inp.key, warehouse=stock.warehouse, lines=dict(facts.active_qty),
+                             channel=inp.channel, shop=inp.shop, external_id=inp.external_id, cause=cause),
+                **step_options(inp.route, "wms"))
+        except ActivityError as exc:
+            reason = f"stock: gave up after retries: {exc.cause or exc}"[:500]
+            await self._park(inp, "stock", reason)
+            self._parked_reason = reason
+            await self._wait_for_fix(allow_new_version=True)
+            return False
+        if result.ok:
+            if self._short_now:
+                self._short_now = False
+                await self._record(inp, "reserved", facts.status)
+            return True
+        if not self._short_now:
+            self._short_now = True
+            self._short_spells += 1
+        first = result.short[0]
+        await self._task(inp, "out_of_stock", f"out of stock: {first.sku} needs {first.wanted}, "
+                         f"{first.available} free", ref=f"stock-{self._short_spells}-r{self._st.revision}",
+                         channel=inp.channel, shop=inp.shop, external_id=inp.external_id, sku=first.sku,
+                         short=", ".join(f"{s.sku}: {s.wanted} wanted, {s.available} free" for s in result.short))
+        if self._st.stage != "out_of_stock":
+            self._set_stage("out_of_stock")
+            await self._record(inp, "out_of_stock", facts.status)
+        try:
+            await workflow.wait_condition(lambda: self._new_raw or self._replay, timeout=stock.recheck)
+        except TimeoutError:
+            pass
+        self._replay = False
+        return False
+
+    async def _release_stock(self, inp: OrderInput, cause: str) -> None:
+        if inp.route.stock is None or not workflow.patched("stock-pool"):
+            return
+        await self._stock_call(inp, "release", StockActivities.release, ReleaseInput(order_key=inp.key, cause=cause))
+
+    async def _deduct_stock(self, inp: OrderInput, package: str, lines: list[tuple[str, int]]) -> None:
+        if inp.route.stock is None or not workflow.patched("stock-pool"):
+            return
+        units: dict[str, int] = {}
+        for sku, quantity in lines:
+            units[sku] = units.get(sku, 0) + quantity
+        await self._stock_call(inp, "deduct", StockActivities.ship, ShipInput(
+            order_key=inp.key, package=package, warehouse=inp.route.stock.warehouse, lines=units))
+
+    async def _stock_call(self, inp: OrderInput, what: str, method: Callable[..., Any], arg: Any) -> None:
+        """A release or deduction: retried as the flow allows, then parked (never a failed order)."""
+        while True:
+            try:
+                await workflow.execute_activity_method(method, arg, **step_options(inp.route, "wms"))
+                return
+            except ActivityError as exc:
+                reason = f"stock_{what}: gave up after retries: {exc.cause or exc}"[:500]
+                await self._park(inp, f"stock_{what}", reason)
+                self._parked_reason = reason
+                await self._wait_for_fix(allow_new_version=False)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _is_current(self, order_code: str) -> bool:
@@ -471,6 +554,8 @@ class OrderWorkflow:
             start_to_close_timeout=LOCAL)
 
     async def _finish(self, inp: OrderInput, outcome: Outcome) -> OrderOutcome:
+        if outcome in (Outcome.SHIPPED, Outcome.SPLIT_SHIPMENTS):
+            await self._release_stock(inp, "shipment")  # units the WMS confirmed short go back to the pool
         self._set_stage("completed" if outcome in (Outcome.SHIPPED, Outcome.SPLIT_SHIPMENTS, Outcome.RELEASED)
                         else "closed")
         await self._record(inp, outcome, self._st.facts.status if self._st.facts else "")

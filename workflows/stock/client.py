@@ -1,0 +1,101 @@
+"""Waking a SKU's ``StockSync`` workflow: signal-with-start by the workflow id ``stock:{sku}``, so
+however many changes arrive, one workflow per SKU pushes the channels, one push at a time, and the
+changes that arrive during a push are coalesced into the next one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+import structlog
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+
+from canonical import base_code
+from workflows.stock.models import SyncInput
+
+log = structlog.get_logger("tongdao.stock")
+
+
+def sync_workflow_id(sku: str) -> str:
+    return f"stock:{sku}"
+
+
+async def notify_changed(client: Client, task_queue: str, skus: Iterable[str]) -> None:
+    """Tell each SKU's sync workflow that its figures changed (starting it when idle)."""
+    from workflows.stock.workflow import StockSyncWorkflow
+
+    async def one(sku: str) -> None:
+        await client.start_workflow(
+            StockSyncWorkflow.run, SyncInput(sku=sku), id=sync_workflow_id(sku), task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal="changed",
+        )
+
+    await asyncio.gather(*(one(sku) for sku in dict.fromkeys(skus)))
+
+
+# Qimen order types (taobao.qimen.stockchange.report, orderType)
+RECEIPTS = frozenset({"CGRK", "DBRK", "SCRK", "LYRK", "B2BRK", "CCRK", "CNJG"})
+RETURNS = frozenset({"XTRK", "HHRK", "THRK"})
+COUNTS = frozenset({"QTRK", "QTCK", "BFCK"})
+OUTBOUNDS = frozenset({"JYCK", "HHCK", "PTCK", "DBCK", "B2BCK"})
+
+
+def cause_of(order_type: str, quantity: int) -> str:
+    """The ledger cause of a WMS movement, by the Qimen order type (入库/出库 codes)."""
+    kind = order_type.upper()
+    if kind in RECEIPTS:
+        return "receipt"
+    if kind in RETURNS:
+        return "return"
+    if kind in COUNTS:
+        return "count_correction"
+    if kind in OUTBOUNDS:
+        return "shipment"
+    return "wms_report"
+
+
+async def apply_stock_change(client: Client, store: Any, task_queue: str, connector: str,
+                             event: dict[str, Any]) -> str:
+    """Apply one ``stock_change`` push of a WMS to the pool: applied, duplicate or already_deducted.
+
+    The warehouse is the WMS connector the push arrived at. A sale outbound (JYCK) of an order the
+    hub reserved was deducted already when the WMS confirmed the package: it is noted in the ledger,
+    not counted a second time. Everything else moves on-hand, once per ``change_id``.
+    """
+    sku = str(event.get("sku") or "")
+    quantity = int(event.get("quantity") or 0)
+    if not sku or not quantity or str(event.get("inventory_type") or "ZP").upper() != "ZP":
+        return "ignored"  # only sellable stock (正品) is in the pool; damaged (CC) and the like are not
+    order_type = str(event.get("order_type") or "")
+    cause = cause_of(order_type, quantity)
+    order_code = str(event.get("order_code") or "")
+    dedupe = f"{connector}:{event.get('change_id') or ''}"
+    expiry = _date(str(event.get("expire_date") or ""))
+    ref = order_code or str(event.get("change_id") or "")
+    if cause == "shipment" and order_code:
+        row = await asyncio.to_thread(store.order_by_hub_code, base_code(order_code))
+        if row is not None and await asyncio.to_thread(store.stock_reservations, sku, row.key):
+            noted = await asyncio.to_thread(
+                store.stock_note, sku, connector, "wms_report", ref=row.key, dedupe_key=dedupe,
+                note=f"{order_type} {order_code} {quantity:+d} reported by the WMS; deducted at the shipment")
+            return "already_deducted" if noted else "duplicate"
+    applied = await asyncio.to_thread(
+        store.stock_move, sku, connector, quantity, cause, ref=ref, dedupe_key=dedupe,
+        batch_code=str(event.get("batch_code") or ""), expire_date=expiry,
+        note=f"{order_type} reported by the WMS")
+    if not applied:
+        return "duplicate"
+    await notify_changed(client, task_queue, [sku])
+    log.info("stock.wms_change", connector=connector, sku=sku, quantity=quantity, cause=cause)
+    return "applied"
+
+
+def _date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None
