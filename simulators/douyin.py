@@ -42,6 +42,7 @@ Rules enforced, and where each one comes from:
   ``event-sign`` = MD5(app_key + body + app_secret) (github minibear2021/doudian ``callback``,
   zsmhub/doudian-sdk ``message/``); tags 100 订单创建, 101 支付, 102 卖家发货, 103 交易完成, 105 收货信息
   变更, 106 订单取消, 108 部分发货, 200 买家发起售后申请, 206 退款成功.
+* SKUs and stock (``sku.detail``, ``sku.list``, ``sku.syncStock``): see :mod:`simulators.douyin_stock`.
 
 Choices of the simulator where the documentation is silent (texts marked ``# sim text``): timestamps
 are accepted as Unix seconds, milliseconds or "yyyy-MM-dd HH:mm:ss" (GMT+8) within 10 minutes of the
@@ -57,7 +58,8 @@ faults, calls_per_second, catalog, server_error_style, push_url)``; ``.app`` (AS
 ``order(order_id)``, ``status(order_id)``, ``writebacks(order_id)``, ``add_orders(...)``; lifecycle
 ``pay``, ``pay_balance``, ``cancel``, ``refund_all``, ``refund_line``, ``request_refund``,
 ``change_address``, ``complete``; pushes ``drain_pushes()``, ``deliver_pushes()``, ``signed_push(...)``;
-clock ``now()``/``set_now()``/``advance()``; helpers ``doudian_sign``, ``push_sign``.
+clock ``now()``/``set_now()``/``advance()``; helpers ``doudian_sign``, ``push_sign``; stock ``shown_stock(sku)``,
+``set_shown_stock(sku, quantity)``, ``stock_updates`` (see :mod:`simulators.douyin_stock`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ from starlette.routing import Route
 
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
+from simulators.douyin_stock import DouyinStockSim, StockRefusal
 from simulators.faults import FaultConfig, FaultInjector
 from simulators.ratelimit import CallBucket
 
@@ -204,7 +207,7 @@ class SimOrder:
 
 
 
-class DouyinSimulator(SimClock):
+class DouyinSimulator(SimClock, DouyinStockSim):
     """A Douyin open platform serving seeded shops; ``app`` is the ASGI app.
 
     ``apps`` maps app_key -> app_secret, ``shops`` maps access_token -> shop_id. Each distinct shop
@@ -261,6 +264,7 @@ class DouyinSimulator(SimClock):
         self._errors: Counter[str] = Counter()
         self._created = 0
         self._malformed: list[str] = []
+        self._init_stock()
         start = self.now()
         for shop in dict.fromkeys(self.tokens.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
@@ -493,6 +497,7 @@ class DouyinSimulator(SimClock):
                 "faults": dict(self.faults.injected),
                 "statuses": {str(k): v for k, v in sorted(statuses.items())},
                 "shops": sorted(set(self.tokens.values())),
+                **self._stock_state(),
             }
 
     def _get(self, order_id: str) -> SimOrder:
@@ -727,6 +732,8 @@ class DouyinSimulator(SimClock):
                     return Response("Service Unavailable", status_code=503)
                 raise DoudianError(20000, "服务不可用", "dop.service-error", "服务繁忙")
             if fault == "throttle":
+                with self._lock:
+                    self._note_throttled(method)
                 raise DoudianError(60000, "触发限流，请稍后重试", "isp.traffic-limited:1000", "请求过于频繁")
             query = dict(request.query_params)
             raw = (await request.body()).decode("utf-8") if request.method == "POST" else ""
@@ -735,7 +742,7 @@ class DouyinSimulator(SimClock):
                 data = self._dispatch(method, query, text)
             return JSONResponse({"code": 10000, "msg": "success", "sub_code": "", "sub_msg": "", "log_id": log_id,
                                  "data": data})
-        except DoudianError as exc:
+        except (DoudianError, StockRefusal) as exc:
             self._errors[exc.sub_code.split(":")[0] or str(exc.code)] += 1
             return JSONResponse(exc.body(log_id))
         except UnicodeDecodeError:
@@ -759,6 +766,7 @@ class DouyinSimulator(SimClock):
             bucket = self._buckets.setdefault(app_key, CallBucket(self.calls_per_second))
             if not bucket.take():
                 self._counters["rate_limited"] += 1
+                self._note_throttled(method)
                 raise DoudianError(60000, "触发限流，请稍后重试", "isp.traffic-limited:1000", "请求过于频繁")
         token = query.get("access_token", "")
         if not token:
@@ -771,6 +779,7 @@ class DouyinSimulator(SimClock):
             "order.searchList": self._search_list, "order.orderDetail": self._order_detail,
             "order.logisticsAdd": self._logistics_add, "order.logisticsAddMultiPack": self._multi_pack,
             "order.batchDecrypt": self._batch_decrypt, "order.logisticsCompanyList": self._companies,
+            **self._stock_handlers(),
         }.get(method)
         if handler is None:
             raise DoudianError(70000, "接口服务已下线", "isp.api-service-off", "API不存在或API已下线")

@@ -32,6 +32,8 @@ Rules enforced, and where each one comes from:
 * ``jingdong.pop.order.shipment`` (apiId=1948): ``orderId``, ``logiCoprId`` (ids, ``|``-separated),
   ``logiNo`` (``|`` between companies, ``,`` between waybills of one company; may be empty for 厂家自送
   1274); only an order waiting for ship-out can be shipped, once, as a whole.
+* Stock (``jingdong.sku.read.searchSkuList``, ``jingdong.stock.write.updateSkuStock``,
+  ``jingdong.stock.read.findSkuStock``): see :mod:`simulators.jd_stock`.
 * Encrypted receivers (TDE, the "en" APIs): consignee ``fullname``, ``mobile``, ``telephone``,
   ``fullAddress`` are base64 of ``0x00 0x04 | key id (16) | IV (16) | AES-128-CBC/PKCS#5``; the keys are
   served by ``jingdong.jos.voucher.info.get`` (``response.data.voucher`` = base64url JSON ``{sig, data:
@@ -51,7 +53,8 @@ faults, calls_per_second, catalog)``; ``.app`` (ASGI: ``/routerjson`` GET/POST, 
 ``POST /_sim/orders/{order_id}/{action}``); ``state()``, ``orders(shop)``, ``order(order_id)``,
 ``status(order_id)``, ``writebacks(order_id)``, ``add_orders(...)``, ``make_order(...)``; lifecycle
 ``lock``, ``unlock``, ``pause``, ``resume``, ``cancel`` (= ``refund_all``), ``finish``, ``change_address``;
-``now()``/``set_now()``/``advance()``; ``signed_params(...)``, ``decrypt(value)`` for tests.
+``now()``/``set_now()``/``advance()``; ``signed_params(...)``, ``decrypt(value)`` for tests; stock
+``shown_stock(sku)``, ``set_shown_stock(sku, quantity)``, ``stock_updates`` (see :mod:`simulators.jd_stock`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.jd_stock import JdStockSim, StockRefusal
 from simulators.ratelimit import CallBucket
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
@@ -279,7 +283,7 @@ def _jd_item(entry: Mapping[str, Any], index: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the simulator
 
 
-class JdSimulator(SimClock, SimAdmin):
+class JdSimulator(SimClock, SimAdmin, JdStockSim):
     """A JOS router serving seeded POP shops; ``app`` is the ASGI app (``/routerjson`` + ``/_sim/*``).
 
     ``apps`` maps app_key → app_secret, ``shops`` maps access_token → shop name (each shop gets a
@@ -332,6 +336,7 @@ class JdSimulator(SimClock, SimAdmin):
         self._rate_limited = 0
         self._throttle_faults = 0
         self._keys_served = 0
+        self._init_stock()
         start = self.now().replace(microsecond=0)
         spread = max(120.0, spread_hours * 3600)
         for shop in self.vender_ids:
@@ -557,6 +562,7 @@ class JdSimulator(SimClock, SimAdmin):
                 "throttled": self._rate_limited + self._throttle_faults,
                 "rate_limited": self._rate_limited,
                 "keys_served": self._keys_served,
+                **self._stock_state(),
                 "faults": dict(self.faults.injected),
                 "now": format_jos_time(self.now()),
             }
@@ -587,6 +593,7 @@ class JdSimulator(SimClock, SimAdmin):
             bucket = self._buckets.setdefault(app_key, CallBucket(self.calls_per_second))
             if not bucket.take():
                 self._rate_limited += 1
+                self._note_throttled(method)
                 raise call_limited()
         handler = self._handlers().get(method)
         if handler is None:
@@ -604,7 +611,7 @@ class JdSimulator(SimClock, SimAdmin):
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any], str], dict[str, Any]]]:
         return {METHOD_SEARCH: self._search, METHOD_GET: self._get, METHOD_SHIPMENT: self._shipment,
-                METHOD_VOUCHER: self._voucher, METHOD_MASTER_KEY: self._master_key}
+                METHOD_VOUCHER: self._voucher, METHOD_MASTER_KEY: self._master_key, **self._stock_handlers()}
 
     def _check_timestamp(self, text: str) -> None:
         if not text:
@@ -733,7 +740,7 @@ class JdSimulator(SimClock, SimAdmin):
         return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")),
                         media_type="application/json;charset=UTF-8")
 
-    def _error(self, error: JosError) -> Response:
+    def _error(self, error: JosError | StockRefusal) -> Response:
         with self._lock:
             self._errors[error.code] += 1
         return self._json(error.body())
@@ -753,11 +760,12 @@ class JdSimulator(SimClock, SimAdmin):
         if fault == "throttle":
             with self._lock:
                 self._throttle_faults += 1
+                self._note_throttled(params.get("method", ""))
             return self._error(call_limited())
         try:
             with self._lock:
                 body = self._dispatch(params)
-        except JosError as exc:
+        except (JosError, StockRefusal) as exc:
             return self._error(exc)
         return self._json(body)
 

@@ -74,6 +74,7 @@ from connectors.douyin.signing import (
     unix_timestamp,
     verify_push,
 )
+from connectors.douyin.stock import DouyinStock
 from connectors.errors import (
     AuthError,
     ConfigurationError,
@@ -197,7 +198,7 @@ def classify_error(body: Mapping[str, Any], *, method: str, redact: Any = lambda
 
 
 @connector_kind("douyin", title="Douyin shop (抖店开放平台)")
-class DouyinConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, PushReceiver):
+class DouyinConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, PushReceiver, DouyinStock):
     Settings = DouyinSettings
     Secrets = DouyinSecrets
     channel = "douyin"

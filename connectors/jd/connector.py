@@ -70,6 +70,7 @@ from connectors.errors import (
 from connectors.http import ApiClient
 from connectors.jd import tde
 from connectors.jd.signing import PARAM_JSON, format_jos_time, jos_sign, jos_timestamp, param_json, parse_jos_time
+from connectors.jd.stock import JdStock
 from connectors.pagination import time_windows
 from connectors.ratelimit import RateLimiter
 
@@ -210,7 +211,7 @@ class JdSecrets(ConnectorSecrets):
 
 
 @connector_kind("jd", title="JD (京东 JOS, POP)")
-class JdConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
+class JdConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, JdStock):
     channel = "jd"
     Settings = JdSettings
     Secrets = JdSecrets

@@ -386,4 +386,4 @@ def test_access_token_is_a_secret_and_required():
 
 
 def test_connector_has_no_push_capability_and_decrypts():
-    assert JdConnector.capabilities == frozenset({"orders", "shipments", "receivers"})
+    assert JdConnector.capabilities == frozenset({"orders", "shipments", "receivers", "stock"})
