@@ -36,6 +36,9 @@ Rules enforced, and where each one comes from:
   10019 access_token已过期. Codes the stored docs do not list, chosen here (``# sim code``): 10000
   参数错误 (missing/invalid parameters, window too wide, unknown order), 10016 client_id不存在, 20004
   签名校验失败, 20031 用户没有授权访问此接口 (an API not in this simulator).
+* Stock (商品 APIs ``pdd.goods.list.get``, ``pdd.goods.skus.get``, ``pdd.goods.quantity.update``): every
+  mall lists every catalogue SKU under the goods/sku ids its orders use; rules and sources in
+  :mod:`simulators.pdd_stock`. A stock write refused with 70031 counts as ``stock_throttled``.
 * Message service (消息服务): POP delivers ``pdd_trade_TradeModified`` frames over WebSocket; here every
   change records such a frame (``messages()``), and ``signed_push(frame)`` gives the HTTP relay of it
   (query ``client_id``, ``timestamp``, ``sign`` over those and ``body``) that a bridge would post.
@@ -46,14 +49,16 @@ windows are inclusive at both ends; unpaid orders never time out by themselves (
 an order whose group has not formed (confirm_status 0) is listed like the others.
 
 Public API: ``PddSimulator(clients, shops, orders_per_shop, malformed_per_shop, seed, now,
-spread_hours, faults, calls_per_second, catalog, server_error_style)``; ``.app`` (ASGI:
+spread_hours, faults, calls_per_second, catalog, server_error_style, initial_stock)``; ``.app`` (ASGI:
 ``/api/router``, ``GET /_sim/state``, ``GET|POST /_sim/faults``, ``POST /_sim/orders``
 ``{"shop", "n", "malformed", "status", "presale", "lines"}``, ``POST /_sim/orders/{order_sn}/{action}``);
 ``state()``, ``orders(shop)``, ``order(sn)``, ``status(sn)``, ``writebacks(sn)``, ``clear_receiver(sn)``,
 ``add_orders(...)``, ``make_order(...)``; lifecycle ``confirm``, ``pay_deposit``, ``pay_balance``,
 ``cancel``, ``request_refund``, ``reject_refund``, ``refund_all``, ``refund_line`` (POP refunds whole
 orders: ``refund_all``), ``change_address``, ``receive``; ``messages()``, ``signed_push(frame)``,
-``signed_params(api, params)``; ``now()``/``set_now()``/``advance()``; module helper ``pdd_sign``.
+``signed_params(api, params)``; ``now()``/``set_now()``/``advance()``; stock: ``shown_stock(sku, shop)``,
+``set_shown_stock(sku, quantity, shop)``, ``stock_updates``, ``counters`` (stock_writes, stock_throttled);
+module helper ``pdd_sign``.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.pdd_stock import STOCK_APIS, STOCK_RESPONSE_KEYS, PddStock
 from simulators.ratelimit import CallBucket
 
 CST = timezone(timedelta(hours=8), "CST")
@@ -103,8 +109,9 @@ RESPONSE_KEYS = {
     INCREMENT: "order_sn_increment_get_response", INFORMATION: "order_info_get_response",
     ONLINE_SEND: "logistics_online_send_response", EXTRA_LOGISTICS: "upload_extra_logistics_response",
     COMPANIES_GET: "logistics_companies_get_response", DECRYPT: "open_decrypt_batch_response",
+    **STOCK_RESPONSE_KEYS,
 }
-NEEDS_TOKEN = frozenset({INCREMENT, INFORMATION, ONLINE_SEND, EXTRA_LOGISTICS, DECRYPT})
+NEEDS_TOKEN = frozenset({INCREMENT, INFORMATION, ONLINE_SEND, EXTRA_LOGISTICS, DECRYPT}) | STOCK_APIS
 
 #: logistics companies as pdd.logistics.companies.get lists them: id, name, code
 COMPANIES: tuple[tuple[int, str, str], ...] = (
@@ -196,14 +203,19 @@ class SimOrder:
 
 
 
-class PddSimulator(SimClock, SimAdmin):
+class PddSimulator(SimClock, SimAdmin, PddStock):
     """A POP gateway serving seeded malls; ``app`` is the ASGI app (``/api/router`` + ``/_sim/*``).
 
     ``clients`` maps client_id → client_secret, ``shops`` maps access_token → our shop (mall) name.
     Each shop starts with ``orders_per_shop`` paid orders waiting for shipment (已成交, 待发货),
     ``malformed_per_shop`` of them deliberately malformed (cycling through ``DEFECT_KINDS``), created
     over the ``spread_hours`` before ``now``. The clock starts at ``now`` and runs with the wall clock.
+    Every mall lists every catalogue SKU with ``initial_stock`` units (one number for all, or per SKU
+    code); see :mod:`simulators.pdd_stock`.
     """
+
+    # the stock APIs (simulators.pdd_stock, imported by this module) answer in this gateway's words
+    _bad_param = staticmethod(bad_param)
 
     def __init__(
         self,
@@ -218,6 +230,7 @@ class PddSimulator(SimClock, SimAdmin):
         calls_per_second: float | None = None,
         catalog: Iterable[Mapping[str, Any]] | None = None,
         server_error_style: Literal["platform", "http503"] = "platform",
+        initial_stock: int | Mapping[str, int] = 0,
     ) -> None:
         if not clients or not shops:
             raise ValueError("at least one client (client_id -> secret) and one shop (access_token -> name)")
@@ -250,6 +263,7 @@ class PddSimulator(SimClock, SimAdmin):
         self._rate_limited = 0
         self._throttle_faults = 0
         self._decrypted = 0
+        self._init_stock(initial_stock)
         start = self.now()
         for shop in dict.fromkeys(self.tokens.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
@@ -623,6 +637,7 @@ class PddSimulator(SimClock, SimAdmin):
                 "rate_limited": self._rate_limited,
                 "faults": dict(self.faults.injected),
                 "now": pdd_time(self.now()),
+                **self._stock_state(),
             }
 
     # -- HTTP -------------------------------------------------------------------------------
@@ -669,11 +684,14 @@ class PddSimulator(SimClock, SimAdmin):
         if fault == "throttle":
             with self._lock:
                 self._throttle_faults += 1
+                self._count_stock_throttle(params, 70031)
             return self._error(PopError(70031, "调用过于频繁，请调整调用频率"))
         try:
             with self._lock:
                 body = self._dispatch(params)
         except PopError as exc:
+            with self._lock:
+                self._count_stock_throttle(params, exc.code)
             return self._error(exc)
         return self._json(body)
 
@@ -701,6 +719,7 @@ class PddSimulator(SimClock, SimAdmin):
         handlers: dict[str, Callable[[dict[str, str], str], dict[str, Any]]] = {
             INCREMENT: self._increment, INFORMATION: self._information, ONLINE_SEND: self._online_send,
             EXTRA_LOGISTICS: self._extra_logistics, COMPANIES_GET: self._companies, DECRYPT: self._decrypt,
+            **self._stock_handlers(),
         }
         handler = handlers.get(api)
         if handler is None:

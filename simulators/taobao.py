@@ -73,6 +73,11 @@ Rules enforced, and where each one comes from:
   had before its receiver changed is answered with that receiver and ``matched=false``. Scenes 2001/2002
   (客户售后服务/客户关怀) give the mobile only (the scene table of the OAID strategy page).
 
+* Stock (商品 APIs ``taobao.skus.custom.get``, ``taobao.items.custom.get``, ``taobao.item.sku.get``,
+  ``taobao.item.quantity.update``): every shop lists every catalogue SKU; the rules and their sources
+  are in :mod:`simulators.taobao_stock`. A stock write refused by the call limit (code 7) counts as
+  ``stock_throttled``.
+
 Choices of the simulator where the documentation is silent (texts marked ``# sim text``): unpaid
 trades never close on their own (TOP closes them when the payment time runs out, per item and
 activity, shown as Order ``timeout_action_time`` "订单超时到期时间"; no fixed period is documented in the
@@ -91,14 +96,15 @@ inclusive at both ends; the ``error_5xx`` fault answers ``15 / isp.top-remote-co
 
 Public API: ``TaobaoSimulator(apps, shops, orders_per_shop, malformed_per_shop, seed, now,
 spread_hours, faults, calls_per_second, catalog, server_error_style, mask_receivers,
-oaid_denied_sessions)``; ``.app`` (ASGI: ``/router/rest``
+oaid_denied_sessions, initial_stock)``; ``.app`` (ASGI: ``/router/rest``
 GET/POST, ``GET /_sim/state``, ``GET|POST /_sim/faults`` with a FaultConfig JSON, ``POST /_sim/orders``
 with ``{"shop", "n", "malformed", "status", "presale", "lines"}``); ``state()``, ``orders(shop)``, ``get_trade(tid)``,
 ``add_orders(shop, n, malformed, *, status, presale, lines)``, ``make_trade(shop, *, status, presale,
 lines, defect)``; lifecycle ``pay``, ``pay_balance``, ``close_unpaid``, ``refund_all``, ``refund_line``,
 ``request_refund``, ``change_address`` (also ``POST /_sim/trades/{tid}/{action}``); accessors ``trade(tid)``,
 ``status(tid)``, ``writebacks(tid)``, ``clear_receiver(tid)``, ``oaid_of(tid, app_key)``;
-``now()``/``set_now()``/``advance()``, ``signed_params(...)``;
+``now()``/``set_now()``/``advance()``, ``signed_params(...)``; stock: ``shown_stock(sku, shop)``,
+``set_shown_stock(sku, quantity, shop)``, ``stock_updates``, ``counters`` (stock_writes, stock_throttled);
 module helpers ``top_sign``, ``format_top_time``, ``parse_top_time``.
 
 State lives in memory behind a lock: a test thread may read ``state()`` while the uvicorn thread
@@ -135,6 +141,7 @@ from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
 from simulators.ratelimit import CallBucket
+from simulators.taobao_stock import TaobaoStock
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -553,15 +560,22 @@ class _TradeFactory:
 # --------------------------------------------------------------------------- the simulator
 
 
-class TaobaoSimulator(SimClock, SimAdmin):
+class TaobaoSimulator(SimClock, SimAdmin, TaobaoStock):
     """A TOP gateway serving seeded shops; ``app`` is the ASGI app (``/router/rest`` + ``/_sim/*``).
 
     ``apps`` maps app_key -> app_secret, ``shops`` maps session -> seller nick. Each distinct shop
     starts with ``orders_per_shop`` paid trades waiting for shipment, ``malformed_per_shop`` of them
     deliberately malformed (cycling through ``DEFECT_KINDS``), created over the ``spread_hours``
     before ``now``. The simulator's clock starts at ``now`` (default: the real UTC time) and runs
-    with the wall clock; ``set_now``/``advance`` move it.
+    with the wall clock; ``set_now``/``advance`` move it. Every shop lists every catalogue SKU with
+    ``initial_stock`` units (one number for all, or per SKU code); see :mod:`simulators.taobao_stock`.
     """
+
+    # the stock APIs (simulators.taobao_stock, imported by this module) answer in this gateway's words
+    _missing_argument = staticmethod(missing_argument)
+    _invalid_argument = staticmethod(invalid_argument)
+    _remote_error = staticmethod(remote_error)
+    _format_time = staticmethod(format_top_time)
 
     def __init__(
         self,
@@ -578,6 +592,7 @@ class TaobaoSimulator(SimClock, SimAdmin):
         server_error_style: Literal["isp", "http503"] = "isp",
         mask_receivers: bool = False,
         oaid_denied_sessions: Iterable[str] = (),
+        initial_stock: int | Mapping[str, int] = 0,
     ) -> None:
         if not apps or not shops:
             raise ValueError("at least one app (app_key -> secret) and one shop (session -> nick) are needed")
@@ -617,6 +632,7 @@ class TaobaoSimulator(SimClock, SimAdmin):
         self._throttle_faults = 0
         self._decrypted = 0
         self._decrypt_refused = 0
+        self._init_stock(initial_stock)
         start = self.now()
         for shop in dict.fromkeys(self.sessions.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
@@ -971,6 +987,7 @@ class TaobaoSimulator(SimClock, SimAdmin):
                 "faults": dict(self.faults.injected),
                 "fault_config": self.faults.config.model_dump(),
                 "now": format_top_time(self.now()),
+                **self._stock_state(),
             }
 
     # -- HTTP -------------------------------------------------------------------------------
@@ -1015,11 +1032,14 @@ class TaobaoSimulator(SimClock, SimAdmin):
         if fault == "throttle":
             with self._lock:
                 self._throttle_faults += 1
+                self._count_stock_throttle(params, 7)
             return self._error(call_limited(self.faults.config.retry_after_s))
         try:
             with self._lock:
                 body = self._dispatch(params)
         except TopError as exc:
+            with self._lock:
+                self._count_stock_throttle(params, exc.code)
             return self._error(exc)
         return self._json(body)
 
@@ -1095,6 +1115,7 @@ class TaobaoSimulator(SimClock, SimAdmin):
             METHOD_FULLINFO: self._fullinfo_get,
             METHOD_OFFLINE_SEND: self._offline_send,
             METHOD_OAID_DECRYPT: self._oaid_decrypt,
+            **self._stock_handlers(),
         }
 
     def _check_timestamp(self, text: str) -> None:

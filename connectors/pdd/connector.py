@@ -80,6 +80,7 @@ from connectors.errors import (
 from connectors.http import ApiClient
 from connectors.pagination import time_windows
 from connectors.pdd.signing import param_value, parse_pdd_time, pdd_sign, pdd_timestamp, unix_seconds
+from connectors.pdd.stock import PddStock
 from connectors.ratelimit import RateLimiter
 
 log = structlog.get_logger("tongdao.pdd")
@@ -213,7 +214,7 @@ class PddSecrets(ConnectorSecrets):
 
 
 @connector_kind("pdd", title="Pinduoduo (POP)")
-class PddConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, PushReceiver):
+class PddConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, PushReceiver, PddStock):
     """One Pinduoduo shop (mall) through POP, authorised by its ``access_token``."""
 
     channel = "pinduoduo"

@@ -74,6 +74,7 @@ from connectors.http import ApiClient
 from connectors.pagination import time_windows
 from connectors.ratelimit import RateLimiter
 from connectors.taobao.signing import format_top_time, param_value, parse_top_time, top_sign, top_timestamp
+from connectors.taobao.stock import TaobaoStock
 
 log = structlog.get_logger("tongdao.taobao")
 
@@ -253,7 +254,7 @@ class TaobaoSecrets(ConnectorSecrets):
 
 
 @connector_kind("taobao", title="Taobao / Tmall (TOP)")
-class TaobaoConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
+class TaobaoConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, TaobaoStock):
     Settings = TaobaoSettings
     Secrets = TaobaoSecrets
 

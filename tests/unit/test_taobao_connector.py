@@ -658,7 +658,7 @@ def test_defaults_and_session_as_secret():
     assert (conn.settings.page_size, conn.settings.max_window_hours, conn.settings.fullinfo_concurrency) == (
         100, 24, 8)
     assert conn.settings.rate_limit_per_s is None
-    assert conn.capabilities == frozenset({"orders", "shipments", "receivers"})
+    assert conn.capabilities == frozenset({"orders", "shipments", "receivers", "stock"})
     assert conn.settings.oaid_scene == "1004"
     assert "oaid" in conn.settings.fullinfo_fields.split(",")
     custom = TaobaoConnector.from_config("s", {"app_key": "k", "fullinfo_fields": "tid,status"},
