@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hub.cli_inventory import inventory_app
 from hub.logging import configure
 from hub.settings import Settings, get_settings
 
@@ -54,6 +55,7 @@ app.add_typer(privacy_app, name="privacy")
 secrets_app = typer.Typer(help="The secret key ring (connector secrets, personal data): rotation.",
                           no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(inventory_app, name="inventory")
 
 console = Console(stderr=True)
 out = Console()

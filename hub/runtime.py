@@ -72,6 +72,9 @@ class HubRuntime:
             from workflows.audit.client import start_audit
 
             await start_audit(self.client, self.store, s.task_queue)  # spec texts by hash, the archiver's schedule
+            from workflows.stock.client import start_stock
+
+            await start_stock(self.client, self.store, s.task_queue)  # the stock reconciliation schedule
         if self.run_worker:
             self.worker = build_worker(self.client, self.store, self.pool, s.task_queue)
             self._tasks.append(asyncio.create_task(self.worker.run(), name="worker"))

@@ -15,10 +15,11 @@ from workflows.order import OrderWorkflow
 from workflows.order.activities import OrderActivities
 from workflows.order.legacy import OrderSyncV1
 from workflows.order.shipping import ShipmentActivities
-from workflows.stock import StockSyncWorkflow
+from workflows.stock import StockReconcileWorkflow, StockSyncWorkflow
 from workflows.stock.activities import StockActivities
 
-WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow, StockSyncWorkflow]
+WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow, StockSyncWorkflow,
+             StockReconcileWorkflow]
 
 
 def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue: str) -> list:

@@ -27,6 +27,7 @@ from workflows.stock.models import (
     SyncInput,
 )
 from workflows.stock.propagate import push_sku
+from workflows.stock.reconcile import ReconcileReport, reconcile
 
 log = structlog.get_logger("tongdao.stock")
 
@@ -70,6 +71,14 @@ class StockActivities:
         if summary.low_stock:
             await asyncio.to_thread(self._low_stock, summary)
         return summary
+
+    @activity.defn(name="stock_reconcile")
+    async def reconcile(self) -> ReconcileReport:
+        """The WMS's counts and the channels' displays against the pool; drift corrected and reported."""
+        # the expired units of perishable batches stop being sellable the day they expire
+        expired = await asyncio.to_thread(self.store.stock_block_expired)
+        await notify_changed(self.client, self.task_queue, expired)
+        return await reconcile(self.store, self.pool, fix=True)
 
     def _low_stock(self, summary: PushSummary) -> None:
         """One open low-stock task per SKU at a time (an alert for procurement, until it exists)."""

@@ -5,13 +5,25 @@ changes that arrive during a push are coalesced into the next one."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import structlog
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from canonical import base_code
 from workflows.stock.models import SyncInput
@@ -98,4 +110,56 @@ def _date(text: str) -> date | None:
     try:
         return date.fromisoformat(text[:10]) if text else None
     except ValueError:
+        return None
+
+
+def reconcile_interval() -> timedelta | None:
+    """``TONGDAO_STOCK_RECONCILE_EVERY`` seconds (default 900); 0 turns the schedule off."""
+    raw = os.environ.get("TONGDAO_STOCK_RECONCILE_EVERY", "900").strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"TONGDAO_STOCK_RECONCILE_EVERY: {raw!r} is not a number of seconds") from None
+    return timedelta(seconds=seconds) if seconds > 0 else None
+
+
+async def ensure_reconciler(client: Client, task_queue: str, every: timedelta | None) -> str | None:
+    """Create (or replace, when its interval changed) the stock reconciliation schedule; delete it when off."""
+    from workflows.stock.workflow import StockReconcileWorkflow
+
+    sid = f"stock-reconcile:{task_queue}"
+    handle = client.get_schedule_handle(sid)
+    try:
+        current = (await handle.describe()).schedule.state.note
+    except RPCError:
+        current = None
+    note = f"stock reconciliation every {every.total_seconds():g}s" if every else ""
+    if current is not None and current == note:
+        return sid
+    if current is not None:
+        await handle.delete()
+    if every is None:
+        return None
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(StockReconcileWorkflow.run, id=sid, task_queue=task_queue,
+                                           execution_timeout=timedelta(minutes=30)),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=note))
+    try:
+        await client.create_schedule(sid, schedule)
+    except ScheduleAlreadyRunningError:
+        pass
+    return sid
+
+
+async def start_stock(client: Client, store: Any, task_queue: str) -> str | None:
+    """At hub start: the reconciliation schedule when a flow has a stock block (never fatal)."""
+    from workflows.stock.propagate import stock_configs
+
+    configs = await asyncio.to_thread(stock_configs, store, True)
+    try:
+        return await ensure_reconciler(client, task_queue, reconcile_interval() if configs else None)
+    except (RPCError, ValueError) as exc:
+        log.error("stock.reconciler_not_scheduled", error=str(exc)[:300])
         return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from typing import Any
 
 import structlog
@@ -22,23 +21,14 @@ from workflows.stock.policy import Explanation, FlowStock, explain, free_units
 
 log = structlog.get_logger("tongdao.stock")
 
-_CACHE: dict[int, tuple[float, list[tuple[str, FlowStock]]]] = {}
-CONFIG_TTL_S = 2.0
-
-
-def stock_configs(store: Any, fresh: bool = False) -> list[tuple[str, FlowStock]]:
-    """(flow name, stock block) of every flow that has one, in name order; cached for a moment
-    (a propagation runs many times a second in a flash sale)."""
-    now = time.monotonic()
-    cached = _CACHE.get(id(store))
-    if cached is not None and not fresh and now - cached[0] < CONFIG_TTL_S:
-        return cached[1]
+def stock_configs(store: Any, fresh: bool = True) -> list[tuple[str, FlowStock]]:
+    """(flow name, stock block) of every flow that has one, in name order. Read each time (one
+    small query): a flow saved a moment ago governs the very next push."""
     configs = []
     for row in store.list_flows():
         block = (row.definition or {}).get("stock")
         if block:
             configs.append((row.name, FlowStock.model_validate(block)))
-    _CACHE[id(store)] = (now, configs)
     return configs
 
 

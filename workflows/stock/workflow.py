@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from workflows.stock.activities import StockActivities
     from workflows.stock.models import PushSummary, SyncInput
+    from workflows.stock.reconcile import ReconcileReport
 
 IDLE = timedelta(hours=1)
 
@@ -55,3 +56,14 @@ class StockSyncWorkflow:
             info = workflow.info()
             if not self._dirty and (info.is_continue_as_new_suggested() or info.get_current_history_length() > 2000):
                 workflow.continue_as_new(SyncInput(sku=inp.sku, pushes=self._pushes))
+
+
+@workflow.defn(name="StockReconcile")
+class StockReconcileWorkflow:
+    """Run by the hub's reconciliation schedule (see :mod:`workflows.stock.reconcile`)."""
+
+    @workflow.run
+    async def run(self) -> ReconcileReport:
+        return await workflow.execute_activity_method(
+            StockActivities.reconcile, start_to_close_timeout=timedelta(minutes=20),
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=10), maximum_attempts=3))
