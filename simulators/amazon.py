@@ -58,7 +58,11 @@ faults, marketplace_id, usage_plans, pii_role, catalog, token_ttl_s, min_age_s)`
 ``order(order_id)``, ``status(order_id)``, ``writebacks(order_id)``, ``add_orders(...)``, ``make_order(...)``;
 lifecycle ``release_preorder``, ``pay``, ``cancel``/``refund_all``, ``request_cancel``, ``cancel_item``/
 ``refund_line``, ``change_address``; ``access_token(refresh_token)``, ``expire_tokens()``; clock
-``now()``/``set_now()``/``advance()``.
+``now()``/``set_now()``/``advance()``. Listings (``simulators/amazon_stock.py``: ``getListingsItem``,
+``patchListingsItem`` on ``/listings/2021-08-01/items/{sellerId}/{sku}``, usage plans 5/10 and 5/5):
+``seller_id(shop)``, ``shown_stock(sku, shop=None)``, ``sell_on_channel(sku, n, shop=None)``,
+``stock_updates`` ``[(time.monotonic(), sku, quantity)]``, ``stock_writes``, ``stock_throttled``; the
+listings' quantities and the counters are in ``state()``.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from simulators.admin import SimAdmin
+from simulators.amazon_stock import LISTINGS_PATH, LISTINGS_USAGE_PLANS, AmazonStockSim
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
@@ -306,7 +311,7 @@ class _OrderFactory:
         return SimOrder(order_id=order_id, shop=self.shop, data=data, defect=defect)
 
 
-class AmazonSimulator(SimClock, SimAdmin):
+class AmazonSimulator(SimClock, SimAdmin, AmazonStockSim):
     """SP-API Orders + LWA for seeded sellers; ``app`` is the ASGI app.
 
     ``apps`` maps LWA client_id → client_secret, ``shops`` maps refresh_token → our shop (one selling
@@ -349,7 +354,7 @@ class AmazonSimulator(SimClock, SimAdmin):
         self.marketplace_id = marketplace_id
         self.catalog = [dict(e) for e in (catalog if catalog is not None else CATALOG)]
         self.faults = FaultInjector(faults or FaultConfig())
-        self.usage_plans = dict(USAGE_PLANS if usage_plans is None else usage_plans)
+        self.usage_plans = dict((USAGE_PLANS | LISTINGS_USAGE_PLANS) if usage_plans is None else usage_plans)
         self.pii_role = pii_role
         self.token_ttl_s = token_ttl_s
         self.min_age = timedelta(seconds=min_age_s)
@@ -374,6 +379,7 @@ class AmazonSimulator(SimClock, SimAdmin):
         start = self.now().replace(microsecond=0)
         for shop in dict.fromkeys(self.refresh_tokens.values()):
             self._seed_shop(shop, orders_per_shop, malformed_per_shop, start, spread_hours)
+        self._init_stock()
         self.app = self._build_app()
 
     # -- data ---------------------------------------------------------------------------------
@@ -605,7 +611,7 @@ class AmazonSimulator(SimClock, SimAdmin):
                 "faults": dict(self.faults.injected),
                 "fault_config": self.faults.config.model_dump(),
                 "now": iso(self.now()),
-            }
+            } | self.stock_state()
 
     # -- HTTP ---------------------------------------------------------------------------------
 
@@ -615,6 +621,7 @@ class AmazonSimulator(SimClock, SimAdmin):
             Route(SEARCH_PATH, self._search, methods=["GET"]),
             Route(SEARCH_PATH + "/{orderId}", self._get, methods=["GET"]),
             Route("/orders/v0/orders/{orderId}/shipmentConfirmation", self._confirm, methods=["POST"]),
+            Route(LISTINGS_PATH, self._listings_item, methods=["GET", "PATCH"]),
             Route("/_sim/state", self._admin_state, methods=["GET"]),
             Route("/_sim/faults", self._admin_faults, methods=["GET", "POST"]),
             Route("/_sim/orders", self._admin_orders, methods=["POST"]),

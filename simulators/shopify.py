@@ -59,6 +59,11 @@ endpoint, ``GET /_sim/state``, ``GET|POST /_sim/faults``, ``POST /_sim/orders``,
 ``writebacks(id)``, ``add_orders(shop, n, malformed, *, financial, lines, presale)``; lifecycle
 ``pay``, ``pay_balance``, ``cancel``, ``refund_all``, ``refund_line``, ``change_address``; webhooks
 ``webhooks()``, ``flush_webhooks(url)``; ``now()``/``set_now()``/``advance()``; ``sign_webhook(body)``.
+Stock (``simulators/shopify_stock.py``: variants by SKU, locations, levels, ``inventorySetQuantities``
+with compare-and-set and ``@idempotent`` by API version): ``shown_stock(sku, shop=None)``,
+``sell_on_channel(sku, n, shop=None)`` (also ``POST /_sim/stock/{sku}/sell``), ``set_channel_stock``,
+``stock_updates`` ``[(time.monotonic(), sku, available)]``, ``stock_writes``, ``stock_throttled``; the
+stock and its counters are in ``state()``.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ from simulators.admin import SimAdmin
 from simulators.catalog import CATALOG
 from simulators.clock import SimClock
 from simulators.faults import FaultConfig, FaultInjector
+from simulators.shopify_stock import ShopifyStockSim
 
 MAX_FIRST = 250
 MAX_QUERY_COST = 1000
@@ -132,6 +138,7 @@ class Selection:
     alias: str
     args: dict[str, Any]
     children: list[Selection] | None
+    directives: dict[str, dict[str, Any]] = field(default_factory=dict)  # ``@name(args)`` on the field
 
 
 _TOKEN = re.compile(r'\s*(?:(\.\.\.)|([{}()\[\]:!$=@,])|("(?:[^"\\]|\\.)*")|(-?\d+(?:\.\d+)?)|([A-Za-z_]\w*))')
@@ -202,8 +209,13 @@ class _Parser:
                 self.take()
                 name = self.take()
             args = self.arguments() if self.peek() == "(" else {}
+            directives = {}
+            while self.peek() == "@":
+                self.take("@")
+                directive = self.take()
+                directives[directive] = self.arguments() if self.peek() == "(" else {}
             children = self.selection_set() if self.peek() == "{" else None
-            items.append(Selection(name, alias, args, children))
+            items.append(Selection(name, alias, args, children, directives))
         self.take("}")
         return items
 
@@ -293,8 +305,11 @@ def project(value: Any, selections: list[Selection], typename: str = "QueryRoot"
         if sel.name not in value:
             raise GraphQLError(f"Field '{sel.name}' doesn't exist on type '{kind}'", "undefinedField")
         item = value[sel.name]
-        if callable(item):
-            item = item(sel.args)
+        if sel.directives and not callable(item):
+            raise GraphQLError(f"Directive '{next(iter(sel.directives))}' is not allowed on '{kind}.{sel.name}'",
+                               "directiveNotAllowed")  # sim text
+        if callable(item):  # a field with arguments; its directives come as "@" (only mutations read them)
+            item = item(sel.args | {"@": sel.directives} if sel.directives else sel.args)
         elif isinstance(item, dict) and "nodes" in item:
             if "first" not in sel.args:
                 raise GraphQLError(f"you must provide one of first or last ({kind}.{sel.name})", "argumentMissing")
@@ -485,7 +500,7 @@ class _Bucket:
         return self.level
 
 
-class ShopifySimulator(SimClock, SimAdmin):
+class ShopifySimulator(SimClock, SimAdmin, ShopifyStockSim):
     """Shopify stores behind one GraphQL Admin endpoint; ``app`` is the ASGI app.
 
     ``stores`` maps access token → shop domain (``tongdao-a.myshopify.com``); ``client_secret`` signs
@@ -537,6 +552,7 @@ class ShopifySimulator(SimClock, SimAdmin):
                 created = start - timedelta(seconds=int(factory.rng.uniform(60, max(120.0, spread_hours * 3600))))
                 defect = next(self._defects) if index in positions else None
                 self._add(factory.order(created, "PAID", defect, None, False), emit=False)
+        self._init_stock()
         self.app = self._build_app()
 
     # -- data -------------------------------------------------------------------------------
@@ -728,7 +744,7 @@ class ShopifySimulator(SimClock, SimAdmin):
                 "errors": dict(self._errors), "rejected_tokens": self._rejected_tokens, "throttled": self._throttled,
                 "faults": dict(self.faults.injected), "webhooks_queued": len(self._webhooks),
                 "webhooks_sent": self._webhooks_sent, "now": iso(self.now()),
-            }
+            } | self.stock_state()
 
     # -- webhooks ---------------------------------------------------------------------------
 
@@ -798,6 +814,7 @@ class ShopifySimulator(SimClock, SimAdmin):
             Route("/_sim/faults", self._admin_faults, methods=["GET", "POST"]),
             Route("/_sim/orders", self._admin_orders, methods=["POST"]),
             Route("/_sim/orders/{order_id}/{action}", self._admin_lifecycle, methods=["POST"]),
+            Route("/_sim/stock/{sku}/sell", self._admin_sell, methods=["POST"]),
         ])
 
     def _answer(self, body: Any, status: int = 200) -> Response:
@@ -850,12 +867,13 @@ class ShopifySimulator(SimClock, SimAdmin):
                 bucket.level = available
             if available < requested:
                 self._throttled += 1
+                self._note_stock_throttle({s.name for s in selections})
                 return self._answer({"errors": [{"message": "Throttled", "extensions": {
                     "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
                     "extensions": self._cost(requested, None, available)})
             bucket.level -= requested
             try:
-                data = self._execute(kind, selections, shop)
+                data = self._execute(kind, selections, shop, request.path_params["version"])
             except GraphQLError as exc:
                 bucket.level += requested
                 self._errors[exc.code] += 1
@@ -864,15 +882,17 @@ class ShopifySimulator(SimClock, SimAdmin):
             bucket.level = min(self.bucket_size, bucket.level + requested - actual)
             return self._answer({"data": data, "extensions": self._cost(requested, actual, bucket.level)})
 
-    def _execute(self, kind: str, selections: list[Selection], shop: str) -> dict[str, Any]:
+    def _execute(self, kind: str, selections: list[Selection], shop: str, version: str) -> dict[str, Any]:
         root: dict[str, Any]
         if kind == "mutation":
-            root = {"__typename": "Mutation", "fulfillmentCreate": lambda args: self._fulfillment_create(args, shop)}
+            root = {"__typename": "Mutation", "fulfillmentCreate": lambda args: self._fulfillment_create(args, shop),
+                    **self._stock_mutation_fields(shop, version)}
         else:
             root = {"__typename": "QueryRoot", "orders": lambda args: self._orders_connection(args, shop),
                     "order": lambda args: self._order_node(args, shop),
                     "shop": {"__typename": "Shop", "name": shop.split(".")[0], "myshopifyDomain": shop,
-                             "currencyCode": self.currency}}
+                             "currencyCode": self.currency},
+                    **self._stock_query_fields(shop)}
         return project(root, selections)
 
     def _view(self, order: SimOrder) -> dict[str, Any]:
@@ -1010,6 +1030,17 @@ class ShopifySimulator(SimClock, SimAdmin):
         financial, fulfillment, cancelled = self.status(request.path_params["order_id"])
         return JSONResponse({"id": request.path_params["order_id"], "financial": financial,
                              "fulfillment": fulfillment, "cancelled": cancelled})
+
+    async def _admin_sell(self, request: Request) -> Response:
+        """``POST /_sim/stock/{sku}/sell`` ``{"n": 1, "shop": ...}``: a sale on the channel."""
+        try:
+            body = await request.json() if await request.body() else {}
+            left = self.sell_on_channel(request.path_params["sku"], int(body.get("n", 1)), body.get("shop"))
+        except KeyError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"sku": request.path_params["sku"], "available": left})
 
 
 # --------------------------------------------------------------------------- helpers

@@ -53,6 +53,7 @@ from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from canonical import Shipment
 from connectors.amazon.auth import DEFAULT_LWA_ENDPOINT, LwaTokenSource, check_lwa_response
+from connectors.amazon.stock import AmazonStock
 from connectors.base import (
     Connector,
     ConnectorSecrets,
@@ -297,6 +298,8 @@ class AmazonSettings(ConnectorSettings):
     marketplace_ids: list[str] = Field(min_length=1, max_length=MAX_MARKETPLACES,
                                        description="marketplaces whose orders are pulled, e.g. ATVPDKIKX0DER")
     shop: str = Field("", description="our shop name; empty = the connector's name")
+    seller_id: str = Field("", description="the selling partner id (merchant token) the Listings Items API "
+                           "names in its paths; needed by the 'stock' capability")
     page_size: int = Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     fulfilled_by: list[Literal["MERCHANT", "AMAZON"]] = Field(
         default_factory=lambda: ["MERCHANT"],
@@ -325,7 +328,7 @@ class AmazonSecrets(ConnectorSecrets):
 
 
 @connector_kind("amazon", title="Amazon Selling Partner API")
-class AmazonConnector(Connector, OrderSource, ShipmentSink, ReceiverSource):
+class AmazonConnector(Connector, OrderSource, ShipmentSink, ReceiverSource, AmazonStock):
     Settings = AmazonSettings
     Secrets = AmazonSecrets
     channel = "amazon"

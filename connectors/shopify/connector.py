@@ -87,6 +87,7 @@ from connectors.shopify.queries import (
     ORDERS_PAGE_QUERY,
     SHOP_QUERY,
 )
+from connectors.shopify.stock import ShopifyStock
 from connectors.shopify.webhooks import (
     EVENT_ID_HEADER,
     HMAC_HEADER,
@@ -236,7 +237,8 @@ class ShopifySettings(ConnectorSettings):
     api_version: str = Field(DEFAULT_API_VERSION, pattern=r"^(\d{4}-\d{2}|unstable)$")
     shop: str = Field("", description="our shop name; empty = the myshopify domain, else the connector name")
     page_size: int = Field(MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="orders per listing page")
-    location_id: str = Field("", description="fulfil only fulfillment orders assigned to this location (GID)")
+    location_id: str = Field("", description="fulfil only fulfillment orders assigned to this location (GID), "
+                             "and write stock there; empty = every location / stock at the primary location")
     carriers: dict[str, str] = Field(default_factory=dict, description="WMS carrier code → Shopify company")
     notify_customer: bool = Field(False, description="fulfillmentCreate notifyCustomer")
     max_window_hours: float = Field(24.0, gt=0, le=24 * 60, description="our own bound per listing query")
@@ -264,7 +266,7 @@ class ShopifySecrets(ConnectorSecrets):
 
 
 @connector_kind("shopify", title="Shopify (GraphQL Admin API)")
-class ShopifyConnector(Connector, OrderSource, ShipmentSink, PushReceiver):
+class ShopifyConnector(Connector, OrderSource, ShipmentSink, PushReceiver, ShopifyStock):
     Settings = ShopifySettings
     Secrets = ShopifySecrets
     channel = "shopify"

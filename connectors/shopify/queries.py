@@ -77,3 +77,51 @@ FULFILLMENT_CREATE_MUTATION = (
 )
 
 SHOP_QUERY = "query Shop { shop { name myshopifyDomain currencyCode } }"
+
+# --- stock (the 'stock' capability, connectors/shopify/stock.py) ------------------------------------
+#
+# ``productVariants(first, query)`` with the search syntax ``sku:"…"``, the shop's primary location
+# (``location`` without ``id``: "If no ID is provided, the primary location of the Shop is returned"),
+# ``inventoryItem(id) { inventoryLevel(locationId) { quantities(names) } }`` and the mutation
+# ``inventorySetQuantities(input: InventorySetQuantitiesInput!)`` (``name``, ``reason``,
+# ``quantities [{inventoryItemId, locationId, quantity, …}]``), whose ``inventoryAdjustmentGroup``
+# lists the ``changes { name delta quantityAfterChange }`` and whose refusals are ``userErrors``
+# with an ``InventorySetQuantitiesUserErrorCode``. Costs: the listing ≈ 2 + 5 × 2 + 1 points.
+
+#: variants read per SKU lookup: Shopify does not make SKUs unique, and the search is not documented
+#: as an exact match, so a few are read and filtered on the exact ``sku``
+STOCK_VARIANTS_PER_SKU = 5
+
+STOCK_LISTING_QUERY = (
+    "query StockListing($query: String!) { "
+    f"productVariants(first: {STOCK_VARIANTS_PER_SKU}, query: $query) {{ "
+    "nodes { id sku inventoryItem { id tracked } } } "
+    "location { id isActive } }"
+)
+
+#: the location to write when neither the listing nor the ``location_id`` setting names one
+PRIMARY_LOCATION_QUERY = "query PrimaryLocation { location { id isActive } }"
+
+STOCK_LEVEL_QUERY = (
+    "query StockLevel($item: ID!, $location: ID!) { inventoryItem(id: $item) { id "
+    'inventoryLevel(locationId: $location) { id quantities(names: ["available"]) { name quantity } } } }'
+)
+
+_STOCK_SET_SELECTION = (
+    'inventoryAdjustmentGroup { createdAt reason changes(quantityNames: ["available"]) '
+    "{ name delta quantityAfterChange } } userErrors { field message code }"
+)
+
+#: 2026-01 and later: ``changeFromQuantity`` per quantity and the ``@idempotent(key:)`` directive
+#: (optional in 2026-01, required from 2026-04)
+STOCK_SET_MUTATION = (
+    "mutation StockSet($input: InventorySetQuantitiesInput!, $idempotencyKey: String!) { "
+    f"inventorySetQuantities(input: $input) @idempotent(key: $idempotencyKey) {{ {_STOCK_SET_SELECTION} }} }}"
+)
+
+#: before 2026-01 (e.g. 2025-10): ``compareQuantity`` / ``ignoreCompareQuantity``; the schema has
+#: no ``@idempotent`` directive for this mutation
+STOCK_SET_MUTATION_LEGACY = (
+    "mutation StockSet($input: InventorySetQuantitiesInput!) { "
+    f"inventorySetQuantities(input: $input) {{ {_STOCK_SET_SELECTION} }} }}"
+)

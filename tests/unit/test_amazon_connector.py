@@ -221,7 +221,7 @@ async def test_lwa_invalid_grant_is_permanent(amazon):
 def test_settings_contract_and_secrets_masked():
     conn = make_connector()
     assert conn.kind == "amazon" and conn.channel == "amazon"
-    assert conn.capabilities == frozenset({"orders", "shipments", "receivers"})
+    assert conn.capabilities == frozenset({"orders", "shipments", "receivers", "stock"})
     assert not isinstance(conn, PushReceiver)  # SP-API notifications go to SQS/EventBridge, not webhooks
     assert isinstance(conn, ReceiverSource)
     described = conn.describe()
