@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime
+from datetime import date as datetime_date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
@@ -232,3 +233,51 @@ class Shipment(_Model):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class VoucherLine(_Model):
+    """One side of a double entry: an account debited or credited (never both on one line)."""
+
+    account: str = Field(min_length=1, description="account code or name, e.g. 1122 or Assets:Receivable:Taobao")
+    debit: Amount = Field(Decimal("0"), ge=0)
+    credit: Amount = Field(Decimal("0"), ge=0)
+    memo: str = ""
+
+    @model_validator(mode="after")
+    def _one_side(self) -> VoucherLine:
+        if (self.debit > 0) == (self.credit > 0):
+            raise ValueError(f"{self.account}: a line is either a debit or a credit (got {self.debit}/{self.credit})")
+        return self
+
+
+class Voucher(_Model):
+    """An accounting voucher (记账凭证): balanced double entry, the order as reference.
+
+    ``number`` is the hub's idempotency key for the posting (one per order and step, e.g.
+    ``{hub code}-SHIP``; a reversal ``{hub code}-SHIP-REV``); ``reverses`` names the voucher a
+    reversal undoes.
+    """
+
+    number: str = Field(min_length=1, max_length=60)
+    date: datetime_date
+    reference: str = Field(description="the order's business key")
+    narration: str = ""
+    currency: Currency = "CNY"
+    channel: str = ""
+    lines: list[VoucherLine] = Field(min_length=2)
+    reverses: str = ""
+
+    @model_validator(mode="after")
+    def _balanced(self) -> Voucher:
+        debit = sum((line.debit for line in self.lines), Decimal("0"))
+        credit = sum((line.credit for line in self.lines), Decimal("0"))
+        if debit != credit:
+            raise ValueError(f"voucher {self.number} does not balance: debit {debit} != credit {credit}")
+        return self
+
+    def reversal(self, number: str, on: datetime_date) -> Voucher:
+        """The voucher that undoes this one (debits and credits swapped), for a cancellation after posting."""
+        return Voucher(number=number, date=on, reference=self.reference, narration=f"reversal of {self.number}",
+                       currency=self.currency, channel=self.channel, reverses=self.number,
+                       lines=[VoucherLine(account=line.account, debit=line.credit, credit=line.debit,
+                                          memo=line.memo) for line in self.lines])

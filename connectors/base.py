@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from canonical import InventoryLevel, Shipment
+from canonical import InventoryLevel, Shipment, Voucher
 from connectors.errors import ConfigurationError
 
 
@@ -294,6 +294,49 @@ class StockTarget:
         raise NotImplementedError
 
 
+class Notification(BaseModel):
+    """A message for people (operations groups, approvers; the buyer where a channel allows it).
+
+    ``key`` is the hub's idempotency key (order + step): robots take no such key, so the hub records
+    what it sent and never sends the same key twice; connectors may log it."""
+
+    key: str
+    title: str
+    text: str = Field(description="markdown body")
+    at_mobiles: list[str] = Field(default_factory=list, description="people to @-mention (robots that support it)")
+
+
+class NotificationSink:
+    """Capability 'notify': deliver a :class:`Notification` (a DingTalk or WeCom group robot...)."""
+
+    async def notify(self, message: Notification) -> str:
+        """Send it; returns the platform's answer in a few words. Raises a ConnectorError on failure."""
+        raise NotImplementedError
+
+
+class SalesOutboundTarget:
+    """Capability 'sales_outbound': an ERP records goods leaving against its sales order (销售出库单),
+    created from the sales order the way the ERP documents it (K3Cloud: push SAL_SaleOrder →
+    SAL_OUTSTOCK)."""
+
+    async def create_sales_outbound(self, sales_number: str, number: str, lines: list[dict[str, Any]],
+                                    shipped_at: datetime) -> CreateResult:
+        """Idempotent by ``number`` (the hub's outbound number, e.g. ``{hub code}-OUT{n}``);
+        ``lines``: ``{"sku", "quantity"}`` shipped in this package."""
+        raise NotImplementedError
+
+    async def cancel_sales_outbound(self, number: str, reason: str = "") -> CancelResult:
+        raise NotImplementedError
+
+
+class VoucherTarget:
+    """Capability 'vouchers': post a balanced accounting voucher (Kingdee GL_VOUCHER, a Beancount file...)."""
+
+    async def post_voucher(self, voucher: Voucher) -> CreateResult:
+        """Idempotent by ``voucher.number``: posting it again answers ``created=False``."""
+        raise NotImplementedError
+
+
 class SalesDocumentTarget:
     """Capability 'sales_documents': an ERP records a sales order."""
 
@@ -355,6 +398,9 @@ _CAPABILITIES: dict[type, str] = {
     PushReceiver: "push",
     ReceiverSource: "receivers",
     StockTarget: "stock",
+    NotificationSink: "notify",
+    SalesOutboundTarget: "sales_outbound",
+    VoucherTarget: "vouchers",
 }
 
 KINDS: dict[str, type[Connector]] = {}
