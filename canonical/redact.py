@@ -127,11 +127,16 @@ def _scrub_pair(match: re.Match[str]) -> str:
     return f"{quote}{key}{quote}{sep}{SECRET_MASK}" if is_secret(key) else match.group()
 
 
+_WEBHOOK_KEY_IN_TEXT = re.compile(r"(webhook/send\?(?:[^\s&\"']*&)*key=)[^\s&\"']+")
+"""A WeCom robot's webhook key is its only credential, carried in the URL (``…/webhook/send?key=…``)."""
+
+
 def scrub_text(text: str) -> str:
     """Free text made safe: ``key=value`` / ``key: value`` pairs whose key is a secret are hidden (a URL's
     ``sign=...&session=...`` in an HTTP error), as are bearer credentials and every number shaped
     like a mainland mobile (``... 13812345678 ...`` → ``138****78``)."""
     text = _BEARER_IN_TEXT.sub(lambda m: f"{m.group(1)} {SECRET_MASK}", text)
+    text = _WEBHOOK_KEY_IN_TEXT.sub(lambda m: f"{m.group(1)}{SECRET_MASK}", text)
     text = _PAIR_IN_TEXT.sub(_scrub_pair, text)
     return _CN_MOBILE_IN_TEXT.sub(lambda m: mask(re.sub(r"[^\d]", "", m.group())[-11:]), text)
 

@@ -26,6 +26,7 @@ from flows.model import Flow, load_flow
 from flows.runtime import FlowOps
 from hub.demo_channels import BUILDERS, Marketplace
 from hub.demo_life import LifeStories
+from hub.demo_stock import DemoStock, print_stock
 from hub.logging import configure
 from hub.runtime import HubRuntime
 from hub.settings import Settings
@@ -55,7 +56,10 @@ def demo_flow(markets: list[Marketplace] | None = None) -> Flow:
     if markets is None:
         return flow
     wanted = {"demo-taobao-a", "demo-taobao-b", *(m.connector for m in markets)}
-    return flow.model_copy(update={"sources": [src for src in flow.sources if src.connector in wanted]})
+    update: dict[str, Any] = {"sources": [src for src in flow.sources if src.connector in wanted]}
+    if flow.stock is not None:
+        update["stock"] = flow.stock.model_copy(update={"channels": [c for c in flow.stock.channels if c in wanted]})
+    return flow.model_copy(update=update)
 
 
 async def _park_demo_flow(rt: HubRuntime, name: str, run_id: str = "") -> None:
@@ -101,7 +105,7 @@ class DemoSystems:
         self.markets: list[Marketplace] = [BUILDERS[c](seed, run_id, max(1, share), past) for c in channels]
         self.wms = QimenWmsSimulator(WMS_APP_KEY, WMS_SECRET, WMS_CUSTOMER, warehouses=[WAREHOUSE],
                                      items=CATALOG, seed=seed, ship_delay_s=ship_delay_s, callback_url=callback_url,
-                                     owner_code=OWNER)
+                                     owner_code=OWNER, stock_reports=True)
         self.erp = KingdeeSimulator(acct_id=ERP_ACCT, username=ERP_USER, password=ERP_PASSWORD,
                                     materials=[c["sku"] for c in CATALOG], customers=[CUSTOMER], seed=seed)
         self.servers = [BackgroundServer(self.taobao.app), BackgroundServer(self.wms.app),
@@ -224,6 +228,9 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         rt.store.set_flow_paused(flow.name, False, "demo")  # a previous demo left it paused
         ops = FlowOps(rt.client, rt.store, settings.task_queue, "demo")
         await ops.add(flow)
+        stock = DemoStock(systems)
+        loaded = await stock.load(rt)  # the pool reads the WMS's count; every channel is shown its part
+        console.print(f"stock pool: {loaded['skus']} SKUs read from the WMS, {loaded['pushed']} channel stock writes")
         # the stories' trades are new: the first pull must see them past the ingest lag (5 s)
         await asyncio.sleep(max(0.0, 6.0 - (time.monotonic() - stories_at)))
         await ops.run_now(flow.name)
@@ -233,6 +240,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         if stories is not None:
             await _live_the_stories(stories, ops, flow.name, deadline, console)
         await asyncio.sleep(1.0)  # let late duplicates (if any) land before counting
+        stock_figures = await stock.settle(rt)
         figures = systems.figures()
         quarantined = len([q for q in rt.store.list_quarantine("open") if f"-{run_id}:" in q.order_key])
         summary: dict[str, Any] = {
@@ -247,6 +255,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             "faults_injected": systems.faults_injected(),
         }
         summary["channels"] = systems.per_channel()
+        summary["stock"] = stock_figures
         violations: list[str] = []
         if stories is not None:
             summary.update(stories.figures())
@@ -258,6 +267,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             figures["wms_outbound_orders"] == good and figures["erp_sales_orders"] == good
             and figures["tracking_written_back"] == good and figures["wms_duplicates"] == 0
             and figures["erp_duplicates"] == 0 and quarantined == figures["orders_malformed"]
+            and stock_figures["consistent"] and stock_figures["pool_matches_wms"]
             and not violations and (stories is None or (stories.settled()
                                                          and summary["after_sales_tasks"] == summary["after_sales"]))
         )
@@ -339,6 +349,8 @@ def _print_summary(console: Console, s: dict[str, Any], systems: DemoSystems, se
             f"several packages" + (f"; [red]{len(s['lifecycle_violations'])} violations[/red]"
                                    if s["lifecycle_violations"] else "")
         )
+    if "stock" in s:
+        print_stock(console, s["stock"])
     tid = next(iter(systems.taobao.state().get("shipments", {}) or {"<tid>": None}))
     console.print(
         "Histories are kept. Inspect them with `tongdao up` running (or the Web UI at "

@@ -91,7 +91,7 @@ def _amazon(seed: int, run_id: str, orders: int, now: datetime) -> Marketplace:
     return Marketplace("amazon", "amazon", sim, shop, "demo-amazon", lambda url: Registration(
         name="demo-amazon", kind="amazon",
         settings={"base_url": url, "lwa_endpoint": f"{url}/auth/o2/token", "marketplace_ids": ["ATVPDKIKX0DER"],
-                  "shop": shop},
+                  "shop": shop, "seller_id": sim.seller_id(shop)},
         secrets={"client_id": client, "client_secret": secret, "refresh_token": refresh}))
 
 

@@ -58,7 +58,8 @@ async def test_orders_reserve_before_the_wms_and_wait_when_out_of_stock(hub: Hub
         # a shipped: its reservation turned into a deduction
         (level_a,) = store.stock_levels(sku_a)
         assert (level_a.on_hand, level_a.reserved) == (0, 0)
-        assert [e.cause for e in store.stock_ledger(ref=key[a])] == ["order", "shipment"]
+        # (the WMS's own report of the outbound is noted beside, not counted again)
+        assert [e.cause for e in store.stock_ledger(ref=key[a]) if e.cause != "wms_report"] == ["order", "shipment"]
         (level_c,) = store.stock_levels(sku_c)
         assert (level_c.on_hand, level_c.reserved) == (need[c] + 1, need[c])
 
@@ -73,7 +74,7 @@ async def test_orders_reserve_before_the_wms_and_wait_when_out_of_stock(hub: Hub
         await wait_outcome(hub, key[c], "cancelled_before_shipment")
         (level_c,) = store.stock_levels(sku_c)
         assert (level_c.on_hand, level_c.reserved) == (need[c] + 1, 0)
-        assert [e.cause for e in store.stock_ledger(ref=key[c])] == ["order", "cancellation"]
+        assert [e.cause for e in store.stock_ledger(ref=key[c]) if e.cause != "wms_report"] == ["order", "cancellation"]
         assert outcome_of(hub, key[a]) == "shipped"
     finally:
         await wms.aclose()
