@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hub.cli_inventory import inventory_app
+from hub.cli_rules import rules_app
 from hub.logging import configure
 from hub.settings import Settings, get_settings
 
@@ -56,6 +57,7 @@ secrets_app = typer.Typer(help="The secret key ring (connector secrets, personal
                           no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(inventory_app, name="inventory")
+app.add_typer(rules_app, name="rules")
 
 console = Console(stderr=True)
 out = Console()

@@ -54,6 +54,10 @@ Protocol modelled (sources, all public):
   default, or an HTTP 429 with ``Retry-After`` when ``throttle_style="http429"``. The
   ``duplicate`` fault is a lost response: Save commits the bill, then answers HTTP 502.
 
+Sales outbound (SAL_OUTSTOCK, pushed from the sales order with ``DynamicFormService.Push``) and
+accounting vouchers (GL_VOUCHER) live in ``simulators/kingdee_finance.py``; this module routes
+their Save, View, ExecuteBillQuery and status operations there.
+
 Texts that no source pinned down (view not found, unknown base data, quantity, throttling) are
 the simulator's own and marked ``# sim text``; clients must branch on ``IsSuccess``/``MsgCode``
 and ``FieldName``, never on message text.
@@ -71,12 +75,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import IntEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from simulators.faults import FaultConfig, FaultInjector
+
+if TYPE_CHECKING:
+    from simulators.kingdee_finance import FinanceForms
 
 # --- protocol constants ---------------------------------------------------------------------
 
@@ -94,6 +101,7 @@ SVC_AUDIT = "dynamicformservice.audit"
 SVC_UNAUDIT = "dynamicformservice.unaudit"
 SVC_DELETE = "dynamicformservice.delete"
 SVC_CANCEL_ASSIGN = "dynamicformservice.cancelassign"
+SVC_PUSH = "dynamicformservice.push"
 SVC_EXCUTE_OPERATION = "dynamicformservice.excuteoperation"  # sic, the official SDKs' spelling
 SVC_EXECUTE_OPERATION = "dynamicformservice.executeoperation"  # newer SDKs' spelling
 
@@ -106,6 +114,13 @@ ASPNET_COOKIE = "ASP.NET_SessionId"
 SESSION_LOST_MESSAGE = "会话信息已丢失，请重新登录"
 
 SALE_ORDER_FORM = "SAL_SaleOrder"
+# forms served by simulators/kingdee_finance.py
+OUTSTOCK_FORM = "SAL_OUTSTOCK"
+VOUCHER_FORM = "GL_VOUCHER"
+ACCOUNT_FORM = "BD_Account"
+ACCOUNT_BOOK_FORM = "BD_AccountBook"
+FINANCE_FORMS = (OUTSTOCK_FORM, VOUCHER_FORM)  # Save, View and the status operations
+FINANCE_QUERY_FORMS = (OUTSTOCK_FORM, VOUCHER_FORM, ACCOUNT_FORM, ACCOUNT_BOOK_FORM)
 MATERIAL_FORM = "BD_MATERIAL"
 CUSTOMER_FORM = "BD_Customer"
 DEFAULT_BILL_TYPE = "XSDD01_SYS"
@@ -248,6 +263,7 @@ class Counters:
     cancel_assign_calls: int = 0
     operation_calls: int = 0
     operations_refused: int = 0
+    push_calls: int = 0
 
 
 class BusinessError(Exception):
@@ -658,7 +674,8 @@ def _as_masters(items: Iterable[str] | Mapping[str, str], first_id: int, label: 
 
 class KingdeeSimulator:
     """K3Cloud WebAPI simulator (login, Save, View, ExecuteBillQuery and the status operations
-    Submit, Audit, UnAudit, CancelAssign, Delete, ExcuteOperation for SAL_SaleOrder).
+    Submit, Audit, UnAudit, CancelAssign, Delete, ExcuteOperation for SAL_SaleOrder; with
+    ``simulators/kingdee_finance.py``: Push to SAL_OUTSTOCK, and GL_VOUCHER).
 
     ``.app`` is the ASGI app; run it with ``BackgroundServer`` or test it with
     ``httpx.ASGITransport``. All state is in memory and guarded by a lock, because ``state()`` is
@@ -683,7 +700,12 @@ class KingdeeSimulator:
         faults: FaultConfig | None = None,
         throttle_style: Literal["msgcode", "http429"] = "msgcode",
         clock: Callable[[], float] = time.monotonic,
+        accounts: Iterable[str] | Mapping[str, str] | None = None,
+        account_books: Iterable[str] | Mapping[str, str] | None = None,
     ) -> None:
+        # imported here, not at module level: kingdee_finance builds on this module
+        from simulators.kingdee_finance import FinanceForms
+
         self.acct_id = acct_id
         self.username = username
         self.password = password
@@ -711,6 +733,9 @@ class KingdeeSimulator:
         self._next_id = 100001
         self._next_entry_id = 100001
         self._next_auto_number = 1
+        #: SAL_OUTSTOCK and GL_VOUCHER (``accounts``: chart of accounts number -> name, default
+        #: ``kingdee_finance.DEFAULT_ACCOUNTS``; ``account_books``: account book numbers, default 001)
+        self.finance: FinanceForms = FinanceForms(self, accounts, account_books)
         self.app = self._build_app()
 
     # --- public helpers ---------------------------------------------------------------------------
@@ -730,6 +755,8 @@ class KingdeeSimulator:
                 "deleted_numbers": [o.number for o in self.deleted],
                 "cancelled_numbers": [o.number for o in self.orders if o.cancel_status == "B"],
                 "closed_numbers": [o.number for o in self.orders if o.close_status == "B"],
+                "sales_outbounds": len(self.finance.outstocks),
+                "vouchers": len(self.finance.vouchers),
                 **vars(self.counters),
                 "faults_injected": dict(self.faults.injected),
             }
@@ -801,6 +828,44 @@ class KingdeeSimulator:
             if order is None:
                 raise KeyError(number)
             order.downstream = [*(order.downstream or []), downstream_number or f"FHTZD{order.id}"]
+
+    # --- sales outbound and vouchers (simulators/kingdee_finance.py) --------------------------------
+
+    def outbounds(self) -> dict[str, dict[str, Any]]:
+        """SAL_OUTSTOCK bills by FBillNo: ``Id``, ``FDocumentStatus``, ``FCancelStatus``, ``FDate``,
+        ``FNote``, ``FSrcBillNo`` (the sales order) and ``lines`` (``FMaterialId``, ``FRealQty``,
+        ``FMustQty`` as Decimal, ``FEntryID``)."""
+        with self._lock:
+            return self.finance.outbounds_summary()
+
+    def deleted_outbounds(self) -> list[str]:
+        """SAL_OUTSTOCK numbers removed by Delete, in order."""
+        with self._lock:
+            return [o.number for o in self.finance.deleted_outstocks]
+
+    def vouchers(self) -> dict[str, dict[str, Any]]:
+        """GL_VOUCHER bills by FBillNo: ``Id``, ``FAccountBookID``, ``FDate``, ``FVOUCHERGROUPID``,
+        ``FVOUCHERGROUPNO``, ``FDocumentStatus``, ``explanation`` (first entry's 摘要), ``debit`` and
+        ``credit`` totals, and ``entries`` (``FACCOUNTID``, ``FEXPLANATION``, ``FDEBIT``, ``FCREDIT``)."""
+        with self._lock:
+            return self.finance.vouchers_summary()
+
+    def voucher_totals(self, *, audited_only: bool = False) -> dict[str, dict[str, Decimal]]:
+        """Per account number: ``debit``, ``credit`` and ``net`` (debit - credit) over the stored
+        vouchers (only audited ones with ``audited_only``)."""
+        with self._lock:
+            return self.finance.totals(audited_only)
+
+    def new_bill_id(self) -> int:
+        """Next internal id (FID / FVOUCHERID); ids are shared by all forms, as inner codes are unique."""
+        bill_id = self._next_id
+        self._next_id += 1
+        return bill_id
+
+    def new_entry_id(self) -> int:
+        entry_id = self._next_entry_id
+        self._next_entry_id += 1
+        return entry_id
 
     def expire_sessions(self) -> int:
         """Drop every session, as an IIS recycle would; returns how many were dropped."""
@@ -875,6 +940,7 @@ class KingdeeSimulator:
             SVC_SAVE: self._save,
             SVC_VIEW: self._view,
             SVC_QUERY: self._query,
+            SVC_PUSH: self._push,
             SVC_SUBMIT: lambda b: self._status_operation(SVC_SUBMIT, b),
             SVC_AUDIT: lambda b: self._status_operation(SVC_AUDIT, b),
             SVC_UNAUDIT: lambda b: self._status_operation(SVC_UNAUDIT, b),
@@ -1101,10 +1167,13 @@ class KingdeeSimulator:
         self.counters.save_calls += 1
         try:
             form_id, data = self._form_and_data(body)
-            self._require_form(form_id, [SALE_ORDER_FORM])
-            if not isinstance(data, dict) or not isinstance(ci_get(data, "Model"), dict):
+            form = self._require_form(form_id, [SALE_ORDER_FORM, *FINANCE_FORMS])
+            if form != SALE_ORDER_FORM.lower():
+                bill = self.finance.save(form, data)
+            elif not isinstance(data, dict) or not isinstance(ci_get(data, "Model"), dict):
                 raise BusinessError(MsgCode.PARAMETER, [error_entry("data数据包中的参数Model的值不能为空。")])
-            order = self._commit(data)
+            else:
+                bill = self._commit(data)
         except BusinessError as exc:
             if exc.msg_code == MsgCode.VALIDATION:
                 self.counters.validation_failures += 1
@@ -1116,7 +1185,7 @@ class KingdeeSimulator:
             # client's idempotency (look up by FBillNo before re-saving) matter.
             self.counters.lost_responses += 1
             return Response("<h1>502 Bad Gateway</h1>", status_code=502, media_type="text/html")
-        return json_response(self._save_success(order, data))
+        return json_response(self._save_success(bill, data))
 
     def _commit(self, data: dict[str, Any]) -> SaleOrder:
         """Validate the Model, then insert (FID empty/0) or update (FID of an existing bill).
@@ -1188,14 +1257,16 @@ class KingdeeSimulator:
             if number.lower() not in taken:
                 return number
 
-    def _save_success(self, order: SaleOrder, data: dict[str, Any]) -> dict[str, Any]:
+    def _save_success(self, order: Any, data: dict[str, Any]) -> dict[str, Any]:
         entity = {"Id": order.id, "Number": order.number, "DIndex": 0}
+        returned = self._need_return_data(order, ci_get(data, "NeedReturnFields") or []) \
+            if isinstance(order, SaleOrder) else {}
         return {
             "Result": {
                 "ResponseStatus": response_status(success=True, success_entities=[entity]),
                 "Id": order.id,
                 "Number": order.number,
-                "NeedReturnData": [self._need_return_data(order, ci_get(data, "NeedReturnFields") or [])],
+                "NeedReturnData": [returned],
             }
         }
 
@@ -1221,13 +1292,30 @@ class KingdeeSimulator:
         self.counters.view_calls += 1
         try:
             form_id, data = self._form_and_data(body)
-            self._require_form(form_id, [SALE_ORDER_FORM])
-            order = self._find_for_view(data if isinstance(data, dict) else {})
+            form = self._require_form(form_id, [SALE_ORDER_FORM, *FINANCE_FORMS])
+            data = data if isinstance(data, dict) else {}
+            if form != SALE_ORDER_FORM.lower():
+                rendered = self.finance.view(form, data)
+            else:
+                rendered = view_bill(self._find_for_view(data))
         except BusinessError as exc:
             return self._failure(SVC_VIEW, exc.msg_code, exc.errors)
         except (ValueError, TypeError):
             return self._failure(SVC_VIEW, MsgCode.PARAMETER, [error_entry("data 参数不是合法的 JSON")])
-        return json_response({"Result": {"ResponseStatus": None, "Result": view_bill(order)}})
+        return json_response({"Result": {"ResponseStatus": None, "Result": rendered}})
+
+    # --- Push (下推), see simulators/kingdee_finance.py ----------------------------------------------
+
+    def _push(self, body: Any) -> Response:
+        self.counters.push_calls += 1
+        try:
+            form_id, data = self._form_and_data(body)
+            answer = self.finance.push(form_id, data)
+        except BusinessError as exc:
+            return self._failure(SVC_PUSH, exc.msg_code, exc.errors)
+        except (ValueError, TypeError):
+            return self._failure(SVC_PUSH, MsgCode.PARAMETER, [error_entry("data 参数不是合法的 JSON")])
+        return json_response(answer)
 
     def _find_for_view(self, data: dict[str, Any]) -> SaleOrder:
         """``Id`` (internal id) wins over ``Number`` when both are given; one is required."""
@@ -1256,8 +1344,9 @@ class KingdeeSimulator:
                 form_id, op_number, data = self._operation_args(body)
             else:
                 (form_id, data), op_number = self._form_and_data(body), ""
-            self._require_form(form_id, [SALE_ORDER_FORM])
-            targets = self._targets(data if isinstance(data, dict) else {})
+            form = self._require_form(form_id, [SALE_ORDER_FORM, *FINANCE_FORMS])
+            bills = None if form == SALE_ORDER_FORM.lower() else self.finance.bills(form)
+            targets = self._targets(data if isinstance(data, dict) else {}, bills)
         except BusinessError as exc:
             return self._failure(service, exc.msg_code, exc.errors)
         except (ValueError, TypeError):
@@ -1293,23 +1382,35 @@ class KingdeeSimulator:
             return ci_get(body, "formid"), str(ci_get(body, "opNumber") or ""), maybe_json(ci_get(body, "data"))
         raise BusinessError(MsgCode.PARAMETER, [error_entry("请求数据包不是合法的 JSON 对象")])  # sim text
 
-    def _targets(self, data: dict[str, Any]) -> list[tuple[str, SaleOrder | None]]:
-        """Bills named by ``Ids`` ("1,2" or a list; wins when given) or ``Numbers`` (a list)."""
+    def _targets(self, data: dict[str, Any], bills: list[Any] | None = None) -> list[tuple[str, Any]]:
+        """Bills named by ``Ids`` ("1,2" or a list; wins when given) or ``Numbers`` (a list), among
+        ``bills`` (default: the sales orders)."""
+        pool = self.orders if bills is None else bills
         raw_ids = ci_get(data, "Ids")
         ids = [str(i).strip() for i in (raw_ids if isinstance(raw_ids, list) else str(raw_ids or "").split(","))]
         ids = [i for i in ids if i and i != "0"]
         if ids:
-            by_id = {str(o.id): o for o in self.orders}
+            by_id = {str(o.id): o for o in pool}
             return [(i, by_id.get(i)) for i in ids]
         numbers = ci_get(data, "Numbers") or []
         numbers = [numbers] if isinstance(numbers, str) else numbers
         numbers = [str(n).strip() for n in numbers if str(n).strip()]
         if not numbers:
             raise BusinessError(MsgCode.PARAMETER, [error_entry("单据编码或内码不能同时为空")])  # sim text
+        if bills is not None:
+            return [(n, next((b for b in pool if b.number.lower() == n.lower()), None)) for n in numbers]
         return [(n, self._order(n)) for n in numbers]
 
-    def _apply(self, service: str, op_number: str, order: SaleOrder) -> None:
-        """One bill through one operation, by the status rules; raises BusinessError when refused."""
+    def _downstream(self, bill: Any) -> list[str]:
+        """Bills pushed from this one: recorded ones (``add_downstream``) and live sales outbounds."""
+        found = list(bill.downstream or [])
+        if isinstance(bill, SaleOrder):
+            found += [o.number for o in self.finance.outbounds_of(bill)]
+        return found
+
+    def _apply(self, service: str, op_number: str, order: Any) -> None:
+        """One bill (sales order, sales outbound or voucher) through one operation, by the status
+        rules; raises BusinessError when refused."""
 
         def refuse(message: str) -> BusinessError:
             return BusinessError(MsgCode.VALIDATION, [error_entry(f"单据编号为“{order.number}”的单据，{message}")])
@@ -1328,8 +1429,8 @@ class KingdeeSimulator:
                 raise refuse("不是已审核状态，不允许反审核。")  # sim text
             if closed:
                 raise refuse("已关闭，不允许反审核。")  # sim text
-            if order.downstream:
-                raise refuse(f"已经存在下游单据（{'、'.join(order.downstream)}），不允许反审核。")  # sim text
+            if self._downstream(order):
+                raise refuse(f"已经存在下游单据（{'、'.join(self._downstream(order))}），不允许反审核。")  # sim text
             order.status = STATUS_REAUDIT
         elif service == SVC_CANCEL_ASSIGN:
             if status != STATUS_AUDITING:
@@ -1338,16 +1439,19 @@ class KingdeeSimulator:
         elif service == SVC_DELETE:
             if status not in NOT_AUDITED:
                 raise refuse("是审核中或已审核状态，不允许删除。")  # sim text
-            if order.downstream:
+            if self._downstream(order):
                 raise refuse("已经存在下游单据，不允许删除。")  # sim text
-            self.orders.remove(order)
-            self.deleted.append(order)
+            if isinstance(order, SaleOrder):
+                self.orders.remove(order)
+                self.deleted.append(order)
+            else:
+                self.finance.remove(order)
         else:
             self._execute_operation(op_number, order, refuse)
         order.modified_at = datetime.now(CHINA_TZ)
 
     def _execute_operation(
-        self, op_number: str, order: SaleOrder, refuse: Callable[[str], BusinessError]
+        self, op_number: str, order: Any, refuse: Callable[[str], BusinessError]
     ) -> None:
         op = op_number.lower()
         if op not in self.OPERATIONS:
@@ -1390,8 +1494,13 @@ class KingdeeSimulator:
         return json_response(rows)
 
     def _run_query(self, data: dict[str, Any]) -> list[list[Any]]:
-        form = self._require_form(ci_get(data, "FormId"), [SALE_ORDER_FORM, MATERIAL_FORM, CUSTOMER_FORM])
-        registry = SALE_ORDER_FIELDS if form == SALE_ORDER_FORM.lower() else MASTER_FIELDS[form]
+        form = self._require_form(ci_get(data, "FormId"),
+                                  [SALE_ORDER_FORM, MATERIAL_FORM, CUSTOMER_FORM, *FINANCE_QUERY_FORMS])
+        finance_records = None
+        if form in {f.lower() for f in FINANCE_QUERY_FORMS}:
+            registry, finance_records = self.finance.query_source(form)
+        else:
+            registry = SALE_ORDER_FIELDS if form == SALE_ORDER_FORM.lower() else MASTER_FIELDS[form]
         keys = [k.strip() for k in str(ci_get(data, "FieldKeys") or "").split(",") if k.strip()]
         if not keys:
             raise BusinessError(MsgCode.PARAMETER, [error_entry("data数据包中的参数FieldKeys的值不能为空。")])
@@ -1402,7 +1511,7 @@ class KingdeeSimulator:
         order_keys = self._order_keys(str(ci_get(data, "OrderString") or ""), registry)
         used = {k.lower() for k in keys} | filter_fields | {k for k, _ in order_keys}
         per_entry = any(registry[k].entry for k in used)
-        records = self._records(form, per_entry)
+        records = finance_records(per_entry) if finance_records else self._records(form, per_entry)
         rows = [(rec, ln) for rec, ln in records if predicate(lambda k, r=rec, e=ln: registry[k].getter(r, e))]
         rows = self._sorted(rows, order_keys, registry)
         return self._page([[render_value(registry[k.lower()].getter(rec, ln)) for k in keys] for rec, ln in rows], data)

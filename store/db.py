@@ -19,7 +19,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +28,9 @@ from store.access import AccessQueries
 from store.audit import AuditQueries
 from store.lifecycle import LifecycleQueries
 from store.personal import FieldCipher, PersonalDataQueries
+from store.rulesets import RuleSetQueries
 from store.secrets import SecretBox
+from store.stock import StockQueries
 from store.tables import (
     ConnectorRow,
     FlowRow,
@@ -70,16 +72,30 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+MIGRATION_LOCK = 0x7D0_DA0_0001
+"""PostgreSQL advisory lock key held while migrating (any constant bigint that no one else uses)."""
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent).
+
+    One transaction, taken exclusively first: the worker and the API (two containers on one
+    database) start together and both migrate; the second waits for the first and then finds the
+    schema at head, instead of failing on a table the first has just created."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite":
+            # pysqlite runs DDL outside any transaction unless one is begun explicitly; IMMEDIATE takes
+            # the write lock now (the other process waits out the busy timeout) and makes the DDL atomic
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 
 
-class Store(LifecycleQueries, AccessQueries, AuditQueries, PersonalDataQueries):
+class Store(LifecycleQueries, AccessQueries, AuditQueries, PersonalDataQueries, StockQueries, RuleSetQueries):
     def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
         self.box = box

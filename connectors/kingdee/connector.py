@@ -64,6 +64,8 @@ from connectors.errors import (
     TransientError,
 )
 from connectors.http import ApiClient, RetryPolicy, short_retrying
+from connectors.kingdee.outbound import KingdeeOutboundMixin
+from connectors.kingdee.vouchers import KingdeeVoucherMixin
 from connectors.ratelimit import RateLimiter
 
 log = structlog.get_logger("tongdao.kingdee")
@@ -111,6 +113,22 @@ class KingdeeSettings(ConnectorSettings):
     close_operation: str = Field(
         "BillClose", description="ExcuteOperation opNumber of 整单关闭 (close the whole bill), used when an "
         "audited bill cannot be un-audited (downstream bills exist); sites may rename it; '' = none")
+    # sales outbound (connectors/kingdee/outbound.py)
+    outbound_form_id: str = Field("SAL_OUTSTOCK", min_length=1, description="target form of the push (销售出库单)")
+    outbound_rule_id: str = Field("SaleOrder-OutStock", min_length=1,
+                                  description="conversion rule of the push (standard: SaleOrder-OutStock)")
+    outbound_bill_no: bool = Field(False, description="also write the hub number into the outbound's FBillNo "
+                                   "(only where SAL_OUTSTOCK's coding rule allows manual numbers); it is always "
+                                   "kept in FNote as tongdao:{number}")
+    outbound_audit: bool = Field(True, description="Submit and Audit the outbound once it fits the package")
+    # vouchers (connectors/kingdee/vouchers.py)
+    account_book: str = Field("", description="账簿编码 (GL_VOUCHER.FAccountBookID.FNumber); required for vouchers")
+    voucher_group: str = Field("PRE001", min_length=1, description="凭证字 number (preset PRE001 = 记)")
+    voucher_audit: bool = Field(True, description="Submit and Audit a voucher after Save; false leaves it saved")
+    voucher_accounts: dict[str, str] = Field(default_factory=dict,
+                                             description="hub account -> K3Cloud account number (科目编码); "
+                                             "accounts not listed are sent as they are")
+    exchange_rate_type: str = Field("HLTX01_SYS", min_length=1, description="汇率类型 of voucher entries")
 
 
 class KingdeeSecrets(ConnectorSecrets):
@@ -244,7 +262,7 @@ def check_bill_number(number: str) -> str:
 
 
 @connector_kind("kingdee", title="Kingdee K3Cloud (金蝶云星空) WebAPI")
-class KingdeeConnector(Connector, SalesDocumentTarget):
+class KingdeeConnector(Connector, SalesDocumentTarget, KingdeeOutboundMixin, KingdeeVoucherMixin):
     Settings = KingdeeSettings
     Secrets = KingdeeSecrets
 

@@ -346,7 +346,7 @@ def test_credentials_validation_and_describe():
     conn = make_connector(secrets={"password": PASSWORD, "appsecret": APPSECRET})
     described = conn.describe()
     assert described["secrets"] == {"password": "********", "appsecret": "********"}
-    assert described["capabilities"] == ["sales_documents"]
+    assert described["capabilities"] == ["sales_documents", "sales_outbound", "vouchers"]
     dumped = json.dumps(described) + repr(conn.secrets) + repr(conn.settings)
     assert PASSWORD not in dumped and APPSECRET not in dumped
 
