@@ -276,6 +276,10 @@ class StockTarget:
     Writes are absolute (full update, never a delta), so a retried write cannot count twice.
     """
 
+    #: stock writes per second the platform's documented limit leaves room for (None: the
+    #: connector's own request limiter is enough); the hub paces each channel to it, across workers
+    stock_writes_per_s: ClassVar[float | None] = None
+
     async def find_listing(self, sku: str) -> ListingRef | None:
         """The platform's ids for the merchant SKU code ``sku``; None when this channel does not
         sell it (nothing is pushed there). The hub caches the answer."""

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -172,6 +172,10 @@ def set_input(item: str, location: str, quantity: int, expected: int | None, *, 
 class ShopifyStock(StockTarget):
     """Mixed into :class:`~connectors.shopify.connector.ShopifyConnector`; uses its ``_graphql``
     (token, cost-based throttling and error classification)."""
+
+    #: Standard plan: 100 cost points restored per second, 10 per mutation; 8 writes/s leaves room
+    #: for the order pulls and lookups sharing the bucket
+    stock_writes_per_s: ClassVar[float | None] = 8.0
 
     if TYPE_CHECKING:
         name: str

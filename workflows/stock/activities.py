@@ -18,6 +18,8 @@ from connectors.registry import ConnectorPool
 from store import Store
 from workflows.stock.client import notify_changed
 from workflows.stock.models import (
+    ChannelInput,
+    ChannelPush,
     PushSummary,
     ReleaseInput,
     ReserveInput,
@@ -26,7 +28,7 @@ from workflows.stock.models import (
     Short,
     SyncInput,
 )
-from workflows.stock.propagate import push_sku
+from workflows.stock.propagate import channel_targets, low_stock, push_channel, push_sku, stock_configs
 from workflows.stock.reconcile import ReconcileReport, reconcile
 
 log = structlog.get_logger("tongdao.stock")
@@ -67,10 +69,23 @@ class StockActivities:
 
     @activity.defn(name="stock_push")
     async def push(self, inp: SyncInput) -> PushSummary:
+        """Every channel of one SKU at once (the reconciliation and the CLI use this too)."""
         summary = await push_sku(self.store, self.pool, inp.sku)
         if summary.low_stock:
-            await asyncio.to_thread(self._low_stock, summary)
+            await asyncio.to_thread(self._low_stock, PushSummary(sku=inp.sku, available=summary.available))
         return summary
+
+    @activity.defn(name="stock_channels")
+    async def channels(self, inp: SyncInput) -> list[str]:
+        """The channels shown ``inp.sku`` now; raises the low-stock signal when the SKU crossed it."""
+        below, available = await asyncio.to_thread(low_stock, self.store, inp.sku)
+        if below:
+            await asyncio.to_thread(self._low_stock, PushSummary(sku=inp.sku, available=available))
+        return sorted(channel_targets(await asyncio.to_thread(stock_configs, self.store)))
+
+    @activity.defn(name="stock_push_channel")
+    async def push_channel(self, inp: ChannelInput) -> ChannelPush:
+        return await push_channel(self.store, self.pool, inp.sku, inp.channel)
 
     @activity.defn(name="stock_reconcile")
     async def reconcile(self) -> ReconcileReport:

@@ -45,6 +45,11 @@ class SyncInput(BaseModel):
     pushes: int = Field(0, description="pushes made by earlier runs (carried over a continue-as-new)")
 
 
+class ChannelInput(BaseModel):
+    sku: str
+    channel: str
+
+
 class ChannelPush(BaseModel):
     """One channel after a propagation: the quantity computed and whether it was written now."""
 

@@ -58,6 +58,49 @@ def push_key(channel: str, sku: str, previous: int | None, quantity: int, pushes
     return "td-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+async def push_channel(store: Any, pool: Any, sku: str, channel: str) -> ChannelPush:
+    """Write one channel's quantity of ``sku`` if it changed; paced to the channel's documented
+    limit (the figures are read *after* the wait, so a burst of changes becomes one write)."""
+    targets = channel_targets(await asyncio.to_thread(stock_configs, store))
+    block = targets.get(channel)
+    if block is None:
+        return ChannelPush(listed=False, error="no flow shows this channel stock any more")
+    connector = await pool.get(channel)
+    rate = getattr(connector, "stock_writes_per_s", None)
+    budget = getattr(pool, "budget", None)
+    if rate and budget is not None:
+        await _pace(budget, f"{channel}:stock-writes", float(rate))
+    free = free_units(await asyncio.to_thread(store.stock_levels, sku))
+    quantity = explain(channel, sku, block.policy.rule(channel, sku), _eligible(free, block, channel, sku)).quantity
+    try:
+        return await _push_channel(store, pool, channel, sku, quantity)
+    except ConnectorError as exc:
+        text = str(exc)[:300]
+        await asyncio.to_thread(store.stock_note_channel, channel, sku, computed=quantity, error=text)
+        log.warning("stock.push_failed", channel=channel, sku=sku, error=text, retryable=exc.retryable)
+        if exc.retryable:
+            raise
+        return ChannelPush(quantity=quantity, error=text)
+
+
+async def _pace(budget: Any, key: str, rate: float) -> None:
+    """Wait for a token of ``key``'s shared bucket (``rate`` per second, bursts of one second's worth)."""
+    burst = max(1.0, rate)
+    while True:
+        wait = await asyncio.to_thread(budget.take, key, rate, burst)
+        if wait <= 0:
+            return
+        await asyncio.sleep(min(wait, 1.0))
+
+
+def low_stock(store: Any, sku: str) -> tuple[bool, int]:
+    """(below the policy's threshold, units available) for ``sku``."""
+    configs = stock_configs(store)
+    available = sum(free_units(store.stock_levels(sku)).values())
+    threshold = min((block.policy.low_stock.of(sku) for _, block in configs), default=0)
+    return bool(threshold) and available < threshold, available
+
+
 async def push_sku(store: Any, pool: Any, sku: str) -> PushSummary:
     """Recompute every channel of ``sku`` and write those that changed. A transient failure of a
     channel is raised after the others were written (the activity is retried; channels already
