@@ -268,6 +268,15 @@ class StockWrite(BaseModel):
     previous: int | None = None
 
 
+class StockWriteRequest(BaseModel):
+    """One absolute write of a batch (see :meth:`StockTarget.set_stocks`)."""
+
+    listing: ListingRef
+    quantity: int
+    key: str
+    previous: int | None = None
+
+
 class StockTarget:
     """Capability 'stock': show an absolute sellable quantity for a merchant SKU on a channel.
 
@@ -279,6 +288,9 @@ class StockTarget:
     #: stock writes per second the platform's documented limit leaves room for (None: the
     #: connector's own request limiter is enough); the hub paces each channel to it, across workers
     stock_writes_per_s: ClassVar[float | None] = None
+    #: how many SKUs one write call may carry (platforms with a batch write: Shopify's
+    #: ``inventorySetQuantities`` takes many quantities for one cost)
+    max_stock_batch: ClassVar[int] = 1
 
     async def find_listing(self, sku: str) -> ListingRef | None:
         """The platform's ids for the merchant SKU code ``sku``; None when this channel does not
@@ -296,6 +308,17 @@ class StockTarget:
     async def get_stock(self, listing: ListingRef) -> int:
         """The sellable quantity the channel shows now (for the reconciliation)."""
         raise NotImplementedError
+
+    async def set_stocks(self, writes: list[StockWriteRequest]) -> list[StockWrite | Exception]:
+        """Several writes, one result (or the error) per write, in order. Default: one call each;
+        a platform with a batch write overrides this and raises ``max_stock_batch``."""
+        out: list[StockWrite | Exception] = []
+        for w in writes:
+            try:
+                out.append(await self.set_stock(w.listing, w.quantity, key=w.key, previous=w.previous))
+            except Exception as exc:  # noqa: BLE001 - handed back per write, the caller classifies
+                out.append(exc)
+        return out
 
 
 class Notification(BaseModel):

@@ -349,6 +349,10 @@ class FlowOps:
         if self.client is not None:
             schedules = await apply_flow(self.client, self.store, flow, self.task_queue,
                                          paused=bool(row and row.paused))
+            if flow.stock is not None:  # the pump shows the flow's channels their stock from now on
+                from workflows.stock.client import ensure_pump
+
+                await ensure_pump(self.client, self.task_queue, refresh=True)
         return {"flow": flow.name, "version": flow.version(), "created": created, "schedules": schedules,
                 "applied": self.client is not None}
 

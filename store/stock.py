@@ -15,7 +15,7 @@ as the change it records.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from store.stock_tables import (
     StockChannelRow,
     StockLedgerRow,
     StockLevelRow,
+    StockOutboxRow,
     StockReservationRow,
 )
 
@@ -122,6 +123,7 @@ class StockQueries:
                     plan.append((sku, target - current, row))
             if not plan:
                 return ReserveResult(ok=True)
+            changed: list[str]
             short: list[Shortage] = []
             for sku, delta, _row in plan:  # the level rows first: the first statement takes the lock
                 if delta > 0 and not self._hold(s, sku, warehouse, delta):
@@ -152,7 +154,10 @@ class StockQueries:
                           .values(batches=batches))
                 self._ledger(s, sku, warehouse, cause if delta > 0 or cause != "order" else "amendment",
                              order_key, reserved_delta=delta)
-            return ReserveResult(ok=True, changed=[sku for sku, _, _ in plan])
+                self._bump(s, sku)
+            changed = [sku for sku, _, _ in plan]
+        self._changed(changed)
+        return ReserveResult(ok=True, changed=changed)
 
     def stock_release(self, order_key: str, cause: str = "cancellation") -> list[str]:
         """Free everything still held for the order (cancelled, closed); idempotent. Returns the SKUs."""
@@ -176,8 +181,10 @@ class StockQueries:
                 batches = self._allocate(s, row.sku, row.warehouse, dict(row.batches or {}), -quantity)
                 s.execute(update(StockReservationRow).where(StockReservationRow.id == row.id).values(batches=batches))
                 self._ledger(s, row.sku, row.warehouse, cause, order_key, reserved_delta=-quantity)
+                self._bump(s, row.sku)
                 changed.append(row.sku)
-            return changed
+        self._changed(changed)
+        return changed
 
     def stock_ship(self, order_key: str, package: str, lines: Mapping[str, int], warehouse: str) -> list[str]:
         """A package left the warehouse: its units leave on-hand and the order's reservation (a
@@ -211,9 +218,11 @@ class StockQueries:
                                           updated_at=_now()))
                     self._ledger(s, sku, where, "shipment", order_key, on_hand_delta=-quantity,
                                  reserved_delta=-from_held, dedupe_key=key, batch_code=batch, note=f"package {package}")
+                    self._bump(s, sku)
                 changed.append(sku)
             except IntegrityError:  # the same package confirmed at the same instant elsewhere
                 continue
+        self._changed(changed)
         return changed
 
     # -- movements reported by the warehouse ------------------------------------------------------
@@ -235,9 +244,11 @@ class StockQueries:
                     self._batch_move(s, sku, warehouse, batch_code, delta, expire_date)
                 self._ledger(s, sku, warehouse, cause, ref, on_hand_delta=delta, dedupe_key=dedupe_key,
                              batch_code=batch_code, note=note)
-            return True
+                self._bump(s, sku)
         except IntegrityError:
             return False
+        self._changed([sku])
+        return True
 
     def stock_note(self, sku: str, warehouse: str, cause: str, *, ref: str, dedupe_key: str, note: str) -> bool:
         """A ledger entry that changes nothing (a WMS report of a shipment the hub already deducted)."""
@@ -264,7 +275,9 @@ class StockQueries:
             s.execute(update(StockLevelRow).where(StockLevelRow.sku == sku, StockLevelRow.warehouse == warehouse)
                       .values(on_hand=on_hand, updated_at=_now()))
             self._ledger(s, sku, warehouse, cause, ref, on_hand_delta=delta, note=note)
-            return delta
+            self._bump(s, sku)
+        self._changed([sku])
+        return delta
 
     def stock_set_batches(self, sku: str, warehouse: str, batches: Iterable[tuple[str, date | None, int]],
                           today: date | None = None) -> None:
@@ -283,7 +296,11 @@ class StockQueries:
             for gone in known.values():
                 gone.quantity = 0
             s.flush()
-            self._block_expired(s, sku, warehouse, today)
+            blocked = self._block_expired(s, sku, warehouse, today)
+            if blocked:
+                self._bump(s, sku)
+        if blocked:
+            self._changed([sku])
 
     def stock_block_expired(self, today: date | None = None) -> list[str]:
         """Recompute the blocked (expired, unallocated) units of every SKU with batches; the SKUs changed."""
@@ -293,7 +310,9 @@ class StockQueries:
             pairs = s.execute(select(StockBatchRow.sku, StockBatchRow.warehouse).distinct()).all()
             for sku, warehouse in pairs:
                 if self._block_expired(s, sku, warehouse, today):
+                    self._bump(s, sku)
                     changed.append(sku)
+        self._changed(changed)
         return sorted(set(changed))
 
     # -- reading --------------------------------------------------------------------------------
@@ -371,6 +390,106 @@ class StockQueries:
             except IntegrityError:  # two first notes at once: read it again
                 continue
 
+    # -- the outbox: what each channel has not been shown yet -------------------------------------
+    def stock_dirty(self, channel: str, limit: int = 200) -> list[tuple[str, int]]:
+        """(SKU, version) of the SKUs whose figures changed since ``channel`` was last pushed, oldest first."""
+        with self.session() as s:
+            rows = s.execute(
+                select(StockOutboxRow.sku, StockOutboxRow.version)
+                .join(StockChannelRow, (StockChannelRow.sku == StockOutboxRow.sku)
+                      & (StockChannelRow.channel == channel), isouter=True)
+                .where((StockChannelRow.synced_version.is_(None))
+                       | (StockChannelRow.synced_version < StockOutboxRow.version))
+                .order_by(StockOutboxRow.changed_at).limit(limit)).all()
+            return [(sku, version) for sku, version in rows]
+
+    def stock_mark_synced(self, channel: str, sku: str, version: int) -> None:
+        """``channel`` shows ``sku`` as of outbox ``version`` (a later change makes it dirty again)."""
+        for _ in range(3):
+            try:
+                with self.session() as s:
+                    row = s.get(StockChannelRow, (channel, sku))
+                    if row is None:
+                        s.add(StockChannelRow(channel=channel, sku=sku, listed=1, listing={}, pushes=0, error="",
+                                              updated_at=_now(), synced_version=version))
+                    elif (row.synced_version or 0) < version:
+                        row.synced_version = version
+                return
+            except IntegrityError:
+                continue
+
+    def stock_levels_many(self, skus: list[str]) -> dict[str, list[StockFigures]]:
+        """The figures of several SKUs in one query (a pump's batch)."""
+        out: dict[str, list[StockFigures]] = {sku: [] for sku in skus}
+        with self.session() as s:
+            for r in s.scalars(select(StockLevelRow).where(StockLevelRow.sku.in_(skus))):
+                out[r.sku].append(StockFigures(sku=r.sku, warehouse=r.warehouse, on_hand=r.on_hand,
+                                               reserved=r.reserved, blocked=r.blocked))
+        return out
+
+    def stock_channel_rows(self, channel: str, skus: list[str]) -> dict[str, StockChannelRow]:
+        with self.session() as s:
+            return {r.sku: r for r in s.scalars(select(StockChannelRow).where(StockChannelRow.channel == channel,
+                                                                               StockChannelRow.sku.in_(skus)))}
+
+    def stock_channel_done(self, channel: str, outcomes: list[dict[str, Any]]) -> None:
+        """Record a pump batch in one transaction: per SKU ``version`` synced (unless ``retry``),
+        ``computed``, ``pushed`` (a write made now), ``listed``/``listing``, ``error``."""
+        if not outcomes:
+            return
+        for _ in range(3):
+            try:
+                with self.session() as s:
+                    rows = {r.sku: r for r in s.scalars(select(StockChannelRow).where(
+                        StockChannelRow.channel == channel,
+                        StockChannelRow.sku.in_([o["sku"] for o in outcomes])))}
+                    now = _now()
+                    for o in outcomes:
+                        row = rows.get(o["sku"])
+                        if row is None:
+                            row = StockChannelRow(channel=channel, sku=o["sku"], listed=1, listing={}, pushes=0,
+                                                  error="", updated_at=now)
+                            s.add(row)
+                            rows[o["sku"]] = row
+                        for name in ("computed", "listed", "listing", "error"):
+                            if name in o:
+                                setattr(row, name, o[name])
+                        if o.get("pushed") is not None:
+                            row.pushed, row.pushed_at, row.pushes = o["pushed"], now, (row.pushes or 0) + 1
+                        if not o.get("retry") and (row.synced_version or 0) < o["version"]:
+                            row.synced_version = o["version"]
+                        row.updated_at = now
+                return
+            except IntegrityError:  # a first row inserted at the same moment elsewhere: again
+                continue
+
+    def on_stock_change(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(skus)`` after every committed change of stock figures in this process
+        (from any thread): the channel pumps wake at once instead of at their next poll."""
+        listeners: list[Callable[[list[str]], None]] = self.__dict__.setdefault("_stock_listeners", [])
+        listeners.append(listener)
+
+    def _changed(self, skus: list[str]) -> None:
+        if skus:
+            for listener in self.__dict__.get("_stock_listeners", ()):
+                listener(list(skus))
+
+    @staticmethod
+    def _bump(s: Session, sku: str) -> None:
+        """Move the SKU's outbox version, in the caller's transaction."""
+        now = _now()
+        for _ in range(3):
+            done = s.execute(update(StockOutboxRow).where(StockOutboxRow.sku == sku)
+                             .values(version=StockOutboxRow.version + 1, changed_at=now))
+            if done.rowcount == 1:
+                return
+            try:
+                with s.begin_nested():
+                    s.add(StockOutboxRow(sku=sku, version=1, changed_at=now))
+                return
+            except IntegrityError:  # created by a concurrent transaction: update it
+                continue
+
     # -- plumbing -------------------------------------------------------------------------------
     @staticmethod
     def _hold(s: Session, sku: str, warehouse: str, quantity: int) -> bool:
@@ -442,8 +561,10 @@ class StockQueries:
                 left -= take
         else:
             left = -delta
-            for code in sorted(batches, key=lambda c: (by_code[c].expire_date or date.max) if c in by_code else date.max,
-                               reverse=True):
+            def expiry(code: str) -> date:
+                return (by_code[code].expire_date or date.max) if code in by_code else date.max
+
+            for code in sorted(batches, key=expiry, reverse=True):
                 if left <= 0:
                     break
                 give = min(batches[code], left)

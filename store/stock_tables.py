@@ -109,3 +109,16 @@ class StockChannelRow(Base):
     checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    synced_version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # outbox version last pushed
+
+
+class StockOutboxRow(Base):
+    """The transactional outbox of stock changes: ``version`` moves in the same transaction as the
+    figures of ``sku``; a channel is behind while its ``synced_version`` is lower. Nothing to signal,
+    so nothing can be lost between a commit and a notification."""
+
+    __tablename__ = "stock_outbox"
+    sku: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    changed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    __table_args__ = (Index("ix_stock_outbox_changed", "changed_at"),)

@@ -15,10 +15,10 @@ from workflows.order import OrderWorkflow
 from workflows.order.activities import OrderActivities
 from workflows.order.legacy import OrderSyncV1
 from workflows.order.shipping import ShipmentActivities
-from workflows.stock import StockReconcileWorkflow, StockSyncWorkflow
+from workflows.stock import StockPumpWorkflow, StockReconcileWorkflow
 from workflows.stock.activities import StockActivities
 
-WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow, StockSyncWorkflow,
+WORKFLOWS = [OrderWorkflow, OrderSyncV1, IngestWorkflow, BackfillWorkflow, AuditArchiverWorkflow, StockPumpWorkflow,
              StockReconcileWorkflow]
 
 

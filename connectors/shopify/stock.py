@@ -47,6 +47,7 @@ variables), at most ``CAS_ROUNDS`` times; then the write is given back to Tempor
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -54,7 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.base import ListingRef, StockTarget, StockWrite
+from connectors.base import ListingRef, StockTarget, StockWrite, StockWriteRequest
 from connectors.errors import InvalidRequestError, NotFoundError, TransientError
 from connectors.shopify.queries import (
     PRIMARY_LOCATION_QUERY,
@@ -176,6 +177,8 @@ class ShopifyStock(StockTarget):
     #: Standard plan: 100 cost points restored per second, 10 per mutation; 8 writes/s leaves room
     #: for the order pulls and lookups sharing the bucket
     stock_writes_per_s: ClassVar[float | None] = 8.0
+    #: one inventorySetQuantities carries up to 250 quantities for the cost of one mutation
+    max_stock_batch: ClassVar[int] = 100
 
     if TYPE_CHECKING:
         name: str
@@ -241,6 +244,40 @@ class ShopifyStock(StockTarget):
         raise TransientError(f"inventorySetQuantities: the available quantity of {listing.sku} kept changing "
                              f"({CAS_ROUNDS} compare-and-set rounds)", code="CHANGE_FROM_QUANTITY_STALE",
                              platform=PLATFORM, retry_after=1.0, details={"sku": listing.sku})
+
+    async def set_stocks(self, writes: list[StockWriteRequest]) -> list[StockWrite | Exception]:
+        """Many SKUs in one ``inventorySetQuantities`` (one mutation's cost, all or nothing), each
+        with its own compare value. A refused batch (one SKU moved meanwhile, one listing gone) is
+        written again one by one, where each write re-reads on a stale compare."""
+        if len(writes) == 1:
+            return await super().set_stocks(writes)
+        try:
+            amounts = [_quantity(w.quantity) for w in writes]
+            items = [_item_gid(w.listing) for w in writes]
+            locations = [await self._location(w.listing) for w in writes]
+        except InvalidRequestError:
+            return await super().set_stocks(writes)
+        change_from = supports_change_from(self.settings.api_version)
+        body: dict[str, Any] = {"name": QUANTITY_NAME, "reason": REASON, "quantities": []}
+        for w, item, location, amount in zip(writes, items, locations, amounts, strict=True):
+            single = set_input(item, location, amount, w.previous, change_from=change_from)
+            body["quantities"].append(single["quantities"][0])
+            if single.get("ignoreCompareQuantity") and not change_from:
+                # the legacy input compares all or none: without every previous value, write one by one
+                return await super().set_stocks(writes)
+        variables: dict[str, Any] = {"input": body}
+        if change_from:
+            variables["idempotencyKey"] = "td-batch-" + hashlib.sha256("|".join(w.key for w in writes).encode()
+                                                                       ).hexdigest()[:32]
+        data = await self._graphql(STOCK_SET_MUTATION if change_from else STOCK_SET_MUTATION_LEGACY, variables)
+        raw = data.get("inventorySetQuantities")
+        payload = _model(SetPayload, raw, "inventorySetQuantities") if isinstance(raw, Mapping) else None
+        if payload is None or payload.user_errors:
+            log.info("shopify.stock_batch_refused", connector=self.name, size=len(writes),
+                     codes=sorted({e.code or "" for e in payload.user_errors}) if payload else [])
+            return await super().set_stocks(writes)
+        log.info("shopify.stock_batch_set", connector=self.name, size=len(writes))
+        return [StockWrite(quantity=amount, previous=w.previous) for w, amount in zip(writes, amounts, strict=True)]
 
     async def get_stock(self, listing: ListingRef) -> int:
         """``available`` of the listing's inventory item at its location."""

@@ -1,6 +1,7 @@
-"""From the pool to the channels on the embedded Temporal server: a change of a SKU's figures wakes
-its StockSync workflow, which writes each channel's quantity (under the flow's allocation policy)
-through the platform's own stock API - here the JD and Douyin simulators - and only when it changed.
+"""From the pool to the channels on the embedded Temporal server: a change of a SKU's figures is
+committed with its outbox mark; the hub's StockPump writes each channel's quantity (under the flow's
+allocation policy) through the platform's own stock API - here the JD and Douyin simulators - and
+only when it changed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from hub.cli_inventory import inventory_view
 from hub.demo_channels import BUILDERS
 from hub.runtime import HubRuntime
 from simulators.catalog import CATALOG
-from workflows.stock.client import notify_changed
+from workflows.stock.client import ensure_pump
 from workflows.stock.propagate import explain_sku
 
 WH = "wms-x"
@@ -32,17 +33,16 @@ async def test_changes_reach_every_channel_under_its_policy(hub: HubRuntime) -> 
     sku = str(CATALOG[0]["sku"])
     definition = {"name": "stocked", "sources": [{"connector": "demo-jd"}], "targets": {"wms": WH},
                   "stock": {"warehouse": WH, "channels": ["demo-jd", "demo-douyin"],
-                            "policy": {"channels": {"demo-jd": {"share": "50%"}},
+                            "policy": {"channels": {"demo-jd": {"share": "50%"}, "demo-douyin": {"max": 6}},
                                        "skus": {sku: {"defaults": {"safety": 2}}}}}}
     store.save_flow("stocked", "v1", definition, "test")
     try:
+        await ensure_pump(hub.client, hub.settings.task_queue, refresh=True)  # as saving a stock flow does
         store.stock_move(sku, WH, 12, "receipt", dedupe_key="sp1-receipt")
-        await notify_changed(hub.client, hub.settings.task_queue, [sku])
-        # jd: (12 - 2 safety) x 50% = 5; douyin: 12 - 2 = 10
-        await wait_for(lambda: jd.shown_stock(sku) == 5 and douyin.shown_stock(sku) == 10, timeout=30)
+        # jd: (12 - 2 safety) x 50% = 5; douyin: 12 - 2 = 10, at most 6
+        await wait_for(lambda: jd.shown_stock(sku) == 5 and douyin.shown_stock(sku) == 6, timeout=30)
 
         assert store.stock_reserve("o-1", {sku: 4}, WH).ok
-        await notify_changed(hub.client, hub.settings.task_queue, [sku])
         await wait_for(lambda: jd.shown_stock(sku) == 3 and douyin.shown_stock(sku) == 6, timeout=30)
 
         view = inventory_view(store, sku)
@@ -55,11 +55,14 @@ async def test_changes_reach_every_channel_under_its_policy(hub: HubRuntime) -> 
         assert [s.what for s in explained["demo-jd"].steps] == [f"free in {WH}", "available", "- safety stock 2",
                                                                "x share 50%", "shown"]
 
-        # a change that leaves a channel's figure alone writes nothing there
-        writes = len(douyin.stock_updates)
-        await notify_changed(hub.client, hub.settings.task_queue, [sku])
-        await wait_for(lambda: (store.stock_channel("demo-jd", sku).pushes or 0) >= 2, timeout=10)
-        assert len(douyin.stock_updates) == writes
+        # a change that leaves a channel's figure alone writes nothing there: +1 unit is 9 free,
+        # jd floor(3.5) = 3, douyin still capped at 6
+        writes = (len(jd.stock_updates), len(douyin.stock_updates))
+        store.stock_move(sku, WH, 1, "return", dedupe_key="sp1-return")
+        version = store.stock_dirty("demo-jd") or store.stock_dirty("demo-douyin")
+        assert version, "the change is marked for both channels"
+        await wait_for(lambda: not store.stock_dirty("demo-jd") and not store.stock_dirty("demo-douyin"), timeout=10)
+        assert (len(jd.stock_updates), len(douyin.stock_updates)) == writes
     finally:
         for market in markets:
             market.server.stop()

@@ -1,6 +1,6 @@
 """The central stock pool's capability: reservations for orders (called by the order workflow),
-and one StockSync workflow per SKU that shows each channel its quantity."""
+and the StockPump workflow that shows each channel its quantity."""
 
-from workflows.stock.workflow import StockReconcileWorkflow, StockSyncWorkflow
+from workflows.stock.workflow import StockPumpWorkflow, StockReconcileWorkflow
 
-__all__ = ["StockReconcileWorkflow", "StockSyncWorkflow"]
+__all__ = ["StockReconcileWorkflow", "StockPumpWorkflow"]

@@ -2,8 +2,9 @@
 quantities to its channels.
 
 Every activity is idempotent (see :mod:`store.stock`): Temporal may retry any of them, and a
-replayed order workflow calls them again without holding a unit twice. Whatever changed a SKU's
-figures wakes that SKU's ``StockSync`` workflow (signal-with-start), which pushes the channels.
+replayed order workflow calls them again without holding a unit twice. Whatever changes a SKU's
+figures marks it in the store's outbox in the same transaction; the channel pumps
+(:mod:`workflows.stock.pump`, run by the ``StockPump`` workflow) push it from there.
 """
 
 from __future__ import annotations
@@ -16,19 +17,18 @@ from temporalio.client import Client
 
 from connectors.registry import ConnectorPool
 from store import Store
-from workflows.stock.client import notify_changed
+from workflows.stock.client import ensure_pump
 from workflows.stock.models import (
-    ChannelInput,
-    ChannelPush,
+    PumpInput,
     PushSummary,
     ReleaseInput,
     ReserveInput,
     ReserveOutcome,
     ShipInput,
     Short,
-    SyncInput,
 )
-from workflows.stock.propagate import channel_targets, low_stock, push_channel, push_sku, stock_configs
+from workflows.stock.propagate import channel_targets, low_stock, stock_configs
+from workflows.stock.pump import Waker, pump
 from workflows.stock.reconcile import ReconcileReport, reconcile
 
 log = structlog.get_logger("tongdao.stock")
@@ -40,6 +40,9 @@ class StockActivities:
         self.pool = pool
         self.client = client
         self.task_queue = task_queue
+        self.waker = Waker()
+        store.on_stock_change(self.waker)
+        store.on_stock_change(self._check_low)
 
     @activity.defn(name="stock_reserve")
     async def reserve(self, inp: ReserveInput) -> ReserveOutcome:
@@ -47,7 +50,7 @@ class StockActivities:
         result = await asyncio.to_thread(self.store.stock_reserve, inp.order_key, inp.lines, inp.warehouse,
                                          channel=inp.channel, shop=inp.shop, external_id=inp.external_id,
                                          cause=inp.cause)
-        await notify_changed(self.client, self.task_queue, result.changed)
+        await ensure_pump(self.client, self.task_queue)
         if not result.ok:
             log.info("stock.out_of_stock", order_key=inp.order_key,
                      short={s.sku: [s.wanted, s.available] for s in result.short})
@@ -56,43 +59,43 @@ class StockActivities:
 
     @activity.defn(name="stock_release")
     async def release(self, inp: ReleaseInput) -> list[str]:
-        changed = await asyncio.to_thread(self.store.stock_release, inp.order_key, inp.cause)
-        await notify_changed(self.client, self.task_queue, changed)
-        return changed
+        return await asyncio.to_thread(self.store.stock_release, inp.order_key, inp.cause)
 
     @activity.defn(name="stock_ship")
     async def ship(self, inp: ShipInput) -> list[str]:
-        changed = await asyncio.to_thread(self.store.stock_ship, inp.order_key, inp.package, inp.lines,
-                                          inp.warehouse)
-        await notify_changed(self.client, self.task_queue, changed)
-        return changed
+        return await asyncio.to_thread(self.store.stock_ship, inp.order_key, inp.package, inp.lines,
+                                       inp.warehouse)
 
-    @activity.defn(name="stock_push")
-    async def push(self, inp: SyncInput) -> PushSummary:
-        """Every channel of one SKU at once (the reconciliation and the CLI use this too)."""
-        summary = await push_sku(self.store, self.pool, inp.sku)
-        if summary.low_stock:
-            await asyncio.to_thread(self._low_stock, PushSummary(sku=inp.sku, available=summary.available))
-        return summary
+    @activity.defn(name="stock_pump")
+    async def pump(self, inp: PumpInput) -> int:
+        """Keep one channel caught up with the pool for a while (see :mod:`workflows.stock.pump`)."""
+        wake = self.waker.event()
+        try:
+            return await pump(self.store, self.pool, inp.channel, run_for_s=inp.run_for_s, wake=wake,
+                              heartbeat=activity.heartbeat)
+        finally:
+            self.waker.drop(wake)
 
-    @activity.defn(name="stock_channels")
-    async def channels(self, inp: SyncInput) -> list[str]:
-        """The channels shown ``inp.sku`` now; raises the low-stock signal when the SKU crossed it."""
-        below, available = await asyncio.to_thread(low_stock, self.store, inp.sku)
-        if below:
-            await asyncio.to_thread(self._low_stock, PushSummary(sku=inp.sku, available=available))
+    @activity.defn(name="stock_pumped_channels")
+    async def pumped_channels(self) -> list[str]:
+        """Every channel some flow shows stock to."""
         return sorted(channel_targets(await asyncio.to_thread(stock_configs, self.store)))
 
-    @activity.defn(name="stock_push_channel")
-    async def push_channel(self, inp: ChannelInput) -> ChannelPush:
-        return await push_channel(self.store, self.pool, inp.sku, inp.channel)
+    def _check_low(self, skus: list[str]) -> None:
+        """After a change: the low-stock signal for the SKUs that crossed their threshold."""
+        for sku in skus:
+            try:
+                below, available = low_stock(self.store, sku)
+                if below:
+                    self._low_stock(PushSummary(sku=sku, available=available))
+            except Exception as exc:  # an alert must never undo the movement that triggered it
+                log.warning("stock.low_check_failed", sku=sku, error=str(exc)[:200])
 
     @activity.defn(name="stock_reconcile")
     async def reconcile(self) -> ReconcileReport:
         """The WMS's counts and the channels' displays against the pool; drift corrected and reported."""
         # the expired units of perishable batches stop being sellable the day they expire
-        expired = await asyncio.to_thread(self.store.stock_block_expired)
-        await notify_changed(self.client, self.task_queue, expired)
+        await asyncio.to_thread(self.store.stock_block_expired)
         return await reconcile(self.store, self.pool, fix=True)
 
     def _low_stock(self, summary: PushSummary) -> None:

@@ -1,12 +1,9 @@
-"""Waking a SKU's ``StockSync`` workflow: signal-with-start by the workflow id ``stock:{sku}``, so
-however many changes arrive, one workflow per SKU pushes the channels, one push at a time, and the
-changes that arrive during a push are coalesced into the next one."""
+"""Starting the hub's ``StockPump`` and applying the WMS's stock movements to the pool."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
@@ -23,30 +20,42 @@ from temporalio.client import (
     ScheduleState,
 )
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from canonical import base_code
-from workflows.stock.models import SyncInput
+from workflows.stock.models import PumpSetup
 
 log = structlog.get_logger("tongdao.stock")
 
-
-def sync_workflow_id(sku: str) -> str:
-    return f"stock:{sku}"
+_RUNNING: set[tuple[int, str]] = set()
 
 
-async def notify_changed(client: Client, task_queue: str, skus: Iterable[str]) -> None:
-    """Tell each SKU's sync workflow that its figures changed (starting it when idle)."""
-    from workflows.stock.workflow import StockSyncWorkflow
+def pump_workflow_id(task_queue: str) -> str:
+    return f"stock-pump:{task_queue}"
 
-    async def one(sku: str) -> None:
-        await client.start_workflow(
-            StockSyncWorkflow.run, SyncInput(sku=sku), id=sync_workflow_id(sku), task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal="changed",
-        )
 
-    await asyncio.gather(*(one(sku) for sku in dict.fromkeys(skus)))
+async def ensure_pump(client: Client, task_queue: str, refresh: bool = False) -> None:
+    """Start the hub's StockPump if it is not running; ``refresh``: make it re-read the channels
+    (a flow with a stock block was saved). Cheap to call often: remembered per process."""
+    from workflows.stock.workflow import StockPumpWorkflow
+
+    key = (id(client), task_queue)
+    if key in _RUNNING and not refresh:
+        return
+    options: dict[str, Any] = {"start_signal": "refresh"} if refresh else {}
+    try:
+        await client.start_workflow(StockPumpWorkflow.run, PumpSetup(), id=pump_workflow_id(task_queue),
+                                    task_queue=task_queue, id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                                    **options)
+    except WorkflowAlreadyStartedError:
+        pass
+    _RUNNING.add(key)
+
+
+async def notify_changed(client: Client, task_queue: str, skus: list[str] | None = None) -> None:
+    """Changes reach the channels through the store's outbox; this only makes sure the pump runs."""
+    await ensure_pump(client, task_queue)
 
 
 # Qimen order types (taobao.qimen.stockchange.report, orderType)
@@ -101,7 +110,7 @@ async def apply_stock_change(client: Client, store: Any, task_queue: str, connec
         note=f"{order_type} reported by the WMS")
     if not applied:
         return "duplicate"
-    await notify_changed(client, task_queue, [sku])
+    await ensure_pump(client, task_queue)
     log.info("stock.wms_change", connector=connector, sku=sku, quantity=quantity, cause=cause)
     return "applied"
 
@@ -159,6 +168,8 @@ async def start_stock(client: Client, store: Any, task_queue: str) -> str | None
 
     configs = await asyncio.to_thread(stock_configs, store, True)
     try:
+        if configs:
+            await ensure_pump(client, task_queue, refresh=True)
         return await ensure_reconciler(client, task_queue, reconcile_interval() if configs else None)
     except (RPCError, ValueError) as exc:
         log.error("stock.reconciler_not_scheduled", error=str(exc)[:300])

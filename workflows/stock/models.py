@@ -1,4 +1,4 @@
-"""What the stock activities and the StockSync workflow take and give (through Temporal's
+"""What the stock activities and the StockPump workflow take and give (through Temporal's
 pydantic converter). No personal data: SKUs, quantities and business keys only."""
 
 from __future__ import annotations
@@ -64,3 +64,12 @@ class PushSummary(BaseModel):
     available: int = 0
     channels: dict[str, ChannelPush] = Field(default_factory=dict)
     low_stock: bool = False
+
+
+class PumpInput(BaseModel):
+    channel: str
+    run_for_s: float = Field(300.0, description="the activity returns after this long (the workflow starts it again)")
+
+
+class PumpSetup(BaseModel):
+    cycles: int = 0

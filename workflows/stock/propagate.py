@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from connectors.base import ListingRef, StockTarget
+from connectors.base import ListingRef, StockTarget, StockWriteRequest
 from connectors.errors import ConnectorError
 from workflows.stock.models import ChannelPush, PushSummary
 from workflows.stock.policy import Explanation, FlowStock, explain, free_units
@@ -58,29 +58,84 @@ def push_key(channel: str, sku: str, previous: int | None, quantity: int, pushes
     return "td-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-async def push_channel(store: Any, pool: Any, sku: str, channel: str) -> ChannelPush:
-    """Write one channel's quantity of ``sku`` if it changed; paced to the channel's documented
-    limit (the figures are read *after* the wait, so a burst of changes becomes one write)."""
-    targets = channel_targets(await asyncio.to_thread(stock_configs, store))
-    block = targets.get(channel)
-    if block is None:
-        return ChannelPush(listed=False, error="no flow shows this channel stock any more")
+async def push_batch(store: Any, pool: Any, channel: str, dirty: list[tuple[str, int]],
+                     parallel: int = 8) -> tuple[int, int]:
+    """One pump round for ``channel``: compute the quantity of every dirty SKU (a few queries for
+    the whole batch), write those that changed (in parallel, paced), record everything in one
+    transaction. Returns (writes made, SKUs left dirty for a transient failure)."""
+    skus = [sku for sku, _ in dirty]
+    block = channel_targets(await asyncio.to_thread(stock_configs, store)).get(channel)
+    if block is None:  # no flow shows this channel stock any more
+        await asyncio.to_thread(store.stock_channel_done, channel, [{"sku": k, "version": v} for k, v in dirty])
+        return 0, 0
     connector = await pool.get(channel)
+    if not isinstance(connector, StockTarget):
+        raise ConnectorError(f"connector {channel!r} ({connector.kind}) cannot write stock")
+    levels = await asyncio.to_thread(store.stock_levels_many, skus)
+    rows = await asyncio.to_thread(store.stock_channel_rows, channel, skus)
     rate = getattr(connector, "stock_writes_per_s", None)
     budget = getattr(pool, "budget", None)
-    if rate and budget is not None:
-        await _pace(budget, f"{channel}:stock-writes", float(rate))
-    free = free_units(await asyncio.to_thread(store.stock_levels, sku))
-    quantity = explain(channel, sku, block.policy.rule(channel, sku), _eligible(free, block, channel, sku)).quantity
-    try:
-        return await _push_channel(store, pool, channel, sku, quantity)
-    except ConnectorError as exc:
-        text = str(exc)[:300]
-        await asyncio.to_thread(store.stock_note_channel, channel, sku, computed=quantity, error=text)
-        log.warning("stock.push_failed", channel=channel, sku=sku, error=text, retryable=exc.retryable)
-        if exc.retryable:
-            raise
-        return ChannelPush(quantity=quantity, error=text)
+    limit = asyncio.Semaphore(parallel)
+    outcomes: dict[str, dict[str, Any]] = {}
+    writes: list[StockWriteRequest] = []
+
+    async def plan(sku: str, version: int) -> None:
+        """The quantity, the listing (looked up once), and whether a write is needed."""
+        free = free_units(levels.get(sku, []))
+        quantity = explain(channel, sku, block.policy.rule(channel, sku), _eligible(free, block, channel, sku)).quantity
+        row = rows.get(sku)
+        outcome = outcomes[sku] = {"sku": sku, "version": version, "computed": quantity}
+        listing = row.listing if row is not None and row.listing else None
+        if row is None or (row.listed and not row.listing):
+            async with limit:
+                try:
+                    found = await connector.find_listing(sku)
+                except ConnectorError as exc:
+                    _failed(outcome, exc)
+                    return
+            outcome["listed"], outcome["listing"] = int(found is not None), found.model_dump() if found else {}
+            listing = outcome["listing"] or None
+        elif not row.listed:
+            return
+        previous = row.pushed if row is not None else None
+        if listing is None or (previous == quantity and not (row is not None and row.error)):
+            return
+        writes.append(StockWriteRequest(listing=ListingRef.model_validate(listing), quantity=quantity,
+                                        key=push_key(channel, sku, previous, quantity, row.pushes if row else 0),
+                                        previous=previous))
+
+    async def write(chunk: list[StockWriteRequest]) -> None:
+        async with limit:
+            if rate and budget is not None:
+                await _pace(budget, f"{channel}:stock-writes", float(rate))
+            try:
+                results = await connector.set_stocks(chunk)
+            except ConnectorError as exc:
+                results = [exc] * len(chunk)
+        for request, result in zip(chunk, results, strict=True):
+            outcome = outcomes[request.listing.sku]
+            if isinstance(result, ConnectorError):
+                _failed(outcome, result)
+            elif isinstance(result, Exception):
+                raise result
+            else:
+                outcome.update(pushed=request.quantity, error="")
+                log.info("stock.pushed", channel=channel, sku=request.listing.sku, quantity=request.quantity,
+                         previous=request.previous)
+
+    await asyncio.gather(*(plan(sku, version) for sku, version in dirty))
+    size = max(1, int(getattr(connector, "max_stock_batch", 1) or 1))
+    await asyncio.gather(*(write(writes[i:i + size]) for i in range(0, len(writes), size)))
+    done = list(outcomes.values())
+    await asyncio.to_thread(store.stock_channel_done, channel, done)
+    return sum(1 for o in done if o.get("pushed") is not None), sum(1 for o in done if o.get("retry"))
+
+
+def _failed(outcome: dict[str, Any], exc: ConnectorError) -> None:
+    """Transient: the SKU stays dirty (tried again); permanent: recorded, the reconciliation retries."""
+    outcome["error"] = str(exc)[:300]
+    outcome["retry"] = exc.retryable
+    log.warning("stock.push_failed", sku=outcome["sku"], error=outcome["error"], retryable=exc.retryable)
 
 
 async def _pace(budget: Any, key: str, rate: float) -> None:
