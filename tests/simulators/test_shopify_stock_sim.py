@@ -239,3 +239,31 @@ async def test_contract_location_without_the_item() -> None:
     assert info.value.code == "ITEM_NOT_STOCKED_AT_LOCATION"
     with pytest.raises(NotFoundError):
         await conn.get_stock(listing)
+
+
+@pytest.mark.parametrize("version", ["2025-10", "2026-04"])
+async def test_many_skus_in_one_mutation_and_a_stale_batch_written_one_by_one(version: str) -> None:
+    from connectors.base import StockWriteRequest
+    from simulators.catalog import CATALOG
+
+    sim = make_sim()
+    conn = connector(sim, version)
+    skus = [str(item["sku"]) for item in CATALOG[:3]]
+    listings = [await conn.find_listing(sku) for sku in skus]
+    assert all(listings)
+    writes = [StockWriteRequest(listing=listing, quantity=40 + i, key=f"k{i}-{version}",
+                                previous=sim.shown_stock(listing.sku, SHOP_A))
+              for i, listing in enumerate(listings)]
+    before = len(sim.stock_updates)
+    results = await conn.set_stocks(writes)
+    assert [r.quantity for r in results] == [40, 41, 42]
+    assert [sim.shown_stock(sku, SHOP_A) for sku in skus] == [40, 41, 42]
+    assert len(sim.stock_updates) - before == 3
+    # one SKU sold on Shopify meanwhile: the batch's compare fails, each write re-reads and lands
+    sim.sell_on_channel(skus[1], 1, SHOP_A)
+    again = [StockWriteRequest(listing=listing, quantity=30, key=f"j{i}-{version}", previous=40 + i)
+             for i, listing in enumerate(listings)]
+    results = await conn.set_stocks(again)
+    assert all(not isinstance(r, Exception) for r in results)
+    assert [sim.shown_stock(sku, SHOP_A) for sku in skus] == [30, 30, 30]
+    await conn.aclose()
