@@ -52,6 +52,7 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "STEPS",
     "Flow",
+    "FlowAccounting",
     "FlowError",
     "FlowSchedule",
     "FlowSource",
@@ -373,6 +374,21 @@ class StepPolicy(_Model):
         return self
 
 
+class FlowAccounting(_Model):
+    """After shipment: the ERP's sales outbound per package and a voucher per shipped order."""
+
+    outbound: str | None = Field(None, description="ERP connector with sales_outbound (Kingdee, Yonyou); "
+                                                   "default targets.erp when it has that capability")
+    vouchers: list[str] = Field(default_factory=list, description="voucher targets: the Beancount ledger "
+                                                                  "connector, Kingdee GL_VOUCHER...")
+    fees: str = Field("", description="fee file (commission rates, logistics fees); '' = the shipped default")
+
+    @field_validator("outbound")
+    @classmethod
+    def _outbound(cls, value: str | None) -> str | None:
+        return _check_name(value, "connector name")
+
+
 def _default_schedule() -> FlowSchedule:
     return FlowSchedule(every=timedelta(minutes=5))
 
@@ -383,7 +399,8 @@ class Flow(_Model):
     name: str = Field(description="unique name, lower-case letters, digits, '-', '_', '.'")
     description: str = ""
     sources: list[FlowSource] = Field(min_length=1)
-    rules: str | None = Field(None, description="name of a rule set (reserved)")
+    rules: str | None = Field(None, description="name of a stored rule set (tongdao rules apply FILE) decided "
+                                                 "on every order before release (docs/rules.md)")
     targets: FlowTargets
     context: Context = Field(default_factory=dict, description="values for mapping specs' `var`")
     schedule: FlowSchedule = Field(default_factory=_default_schedule)
@@ -394,12 +411,20 @@ class Flow(_Model):
     stock: FlowStock | None = Field(None, description="reserve from the central stock pool and show the channels "
                                                       "their part of it (docs/stock.md)")
 
+    notify: list[str] = Field(default_factory=list, description="notifier connectors (DingTalk/WeCom robots) told "
+                                                                "of shipments, approvals, reminders")
+    accounting: FlowAccounting | None = Field(None, description="ERP sales outbound and vouchers (docs/accounting.md)")
+
     @model_serializer(mode="wrap")
     def _omit_unset_stock(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Flows without a stock block dump as they did before it existed (same content hash, same version)."""
+        """Flows without the newer blocks dump as they did before those existed (same content hash,
+        same version, schedules not replaced at upgrade)."""
         data = handler(self)
-        if data.get("stock") is None:
-            data.pop("stock", None)
+        for name in ("stock", "accounting"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        if not data.get("notify"):
+            data.pop("notify", None)
         return data
 
     @field_validator("name")
@@ -458,6 +483,9 @@ class Flow(_Model):
         names = [s.connector for s in self.sources] + [self.targets.wms, self.targets.erp]
         if self.stock is not None:
             names += [self.stock.warehouse, *self.stock.channels]
+        names += self.notify
+        if self.accounting is not None:
+            names += [self.accounting.outbound, *self.accounting.vouchers]
         for rule in self.targets.routes:
             names += [rule.wms, rule.erp]
         return list(dict.fromkeys(n for n in names if n))
@@ -656,6 +684,15 @@ def check_against_registry(flow: Flow, store: Store) -> list[str]:
             name = getattr(rule, role)
             if name:
                 require(f"targets.routes[{i}].{role}", name, capability)
+    if flow.rules and store.get_rule_set(flow.rules) is None:
+        problems.append(f"rules: no rule set named {flow.rules!r} (tongdao rules apply FILE)")
+    for i, name in enumerate(flow.notify):
+        require(f"notify[{i}]", name, "notify")
+    if flow.accounting is not None:
+        if flow.accounting.outbound:
+            require("accounting.outbound", flow.accounting.outbound, "sales_outbound")
+        for i, name in enumerate(flow.accounting.vouchers):
+            require(f"accounting.vouchers[{i}]", name, "vouchers")
     if flow.stock is not None:
         require("stock.warehouse", flow.stock.warehouse, "outbound_orders")
         for i, channel in enumerate(flow.stock.channels):

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from flows.model import Flow, FlowSource
 from store import Store
-from workflows.models import Route, StepOptions, StockRoute
+from workflows.models import CashRoute, Route, StepOptions, StockRoute
 
 
 def kind_of(store: Store, connector: str) -> str:
@@ -46,4 +46,22 @@ def route_for_source(flow: Flow, source: FlowSource, store: Store) -> Route:
                   for step, p in flow.retry.items()},
         stock=(StockRoute(warehouse=flow.stock.warehouse, recheck=timedelta(seconds=flow.stock.recheck))
                if flow.stock is not None else None),
+        cash=cash_route(flow, store),
     )
+
+
+def cash_route(flow: Flow, store: Store) -> CashRoute | None:
+    """The flow's order-to-cash steps (None when it has none: the order's life is as before)."""
+    accounting = flow.accounting
+    if not flow.rules and not flow.notify and accounting is None:
+        return None
+    outbound = accounting.outbound if accounting is not None else None
+    if accounting is not None and outbound is None and flow.targets.erp:
+        from connectors import load_kinds
+
+        cls = load_kinds().get(kind_of(store, flow.targets.erp))
+        if cls is not None and "sales_outbound" in cls.capabilities:
+            outbound = flow.targets.erp
+    return CashRoute(ruleset=flow.rules or "", notify=list(flow.notify), outbound=outbound,
+                     vouchers=list(accounting.vouchers) if accounting else [],
+                     fees=accounting.fees if accounting else "")

@@ -3,6 +3,7 @@ before their order, and per-flow cursors. Mixed into :class:`store.Store`."""
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -13,11 +14,22 @@ from sqlalchemy.orm import Session
 
 from store.tables import CursorRow, FlowCursorRow, PendingPushRow, PushEventRow, TaskRow
 
-TASK_KINDS = ("after_sales", "tracking_conflict", "out_of_stock", "approval", "manual_review", "missing_order")
+TASK_KINDS = ("after_sales", "tracking_conflict", "out_of_stock", "approval", "manual_review", "missing_order",
+              "low_stock", "erp_cancel_refused")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def fitted(value: str, size: int) -> str:
+    """``value`` as kept in a column of ``size`` characters: itself when it fits, else a prefix and
+    the SHA-256 of the whole (still one key per distinct value). Ids pushed from outside can be any
+    length: PostgreSQL refuses an over-long one (SQLite would have kept it whole), and a push whose
+    id cannot be stored would be refused and redelivered forever."""
+    if len(value) <= size:
+        return value
+    return f"{value[:size - 65]}#{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 class LifecycleQueries:
@@ -61,6 +73,21 @@ class LifecycleQueries:
                 q = q.where(TaskRow.created_at < older_than)
             return list(s.scalars(q))
 
+    def close_order_tasks(self, order_key: str, kinds: list[str], actor: str,
+                          decision: dict[str, Any] | None = None) -> list[int]:
+        """Close the open tasks of ``kinds`` of one order (a person decided); the decision is kept in
+        each task's details. Returns the ids closed."""
+        closed = []
+        with self.session() as s:
+            rows = s.scalars(select(TaskRow).where(TaskRow.order_key == order_key, TaskRow.status == "open",
+                                                   TaskRow.kind.in_(kinds)))
+            for row in rows:
+                row.status, row.closed_by, row.updated_at = "done", actor, _now()
+                if decision:
+                    row.details = {**(row.details or {}), "decision": decision}
+                closed.append(row.id)
+        return closed
+
     def close_task(self, task_id: int, actor: str) -> TaskRow | None:
         with self.session() as s:
             row = s.get(TaskRow, task_id)
@@ -71,8 +98,8 @@ class LifecycleQueries:
     # -- pushes for orders not known yet ---------------------------------------------------------
     def keep_pending_push(self, connector: str, order_code: str, event: dict[str, Any]) -> int:
         with self.session() as s:
-            row = PendingPushRow(connector=connector, order_code=order_code, event=event, received_at=_now(),
-                                 delivered_at=None)
+            row = PendingPushRow(connector=connector, order_code=fitted(order_code, 100), event=event,
+                                 received_at=_now(), delivered_at=None)
             s.add(row)
             s.flush()
             return row.id
@@ -80,7 +107,8 @@ class LifecycleQueries:
     def take_pending_pushes(self, order_codes: list[str]) -> list[PendingPushRow]:
         """Pushes kept for these codes, oldest first, marked delivered (the caller applies them)."""
         with self.session() as s:
-            rows = list(s.scalars(select(PendingPushRow).where(PendingPushRow.order_code.in_(order_codes),
+            codes = [fitted(code, 100) for code in order_codes]
+            rows = list(s.scalars(select(PendingPushRow).where(PendingPushRow.order_code.in_(codes),
                                                                PendingPushRow.delivered_at.is_(None))
                                   .order_by(PendingPushRow.id)))
             for row in rows:
@@ -94,11 +122,13 @@ class LifecycleQueries:
 
     # -- marketplace pushes, deduplicated by event id ----------------------------------------------
     def push_event_seen(self, connector: str, event_id: str) -> bool:
+        event_id = fitted(event_id, 200)
         with self.session() as s:
             return s.get(PushEventRow, (connector, event_id)) is not None
 
     def mark_push_event(self, connector: str, event_id: str) -> None:
         """Remember a push handed over (after it was: a failed hand-over is redelivered and retried)."""
+        event_id = fitted(event_id, 200)
         try:
             with self.session() as s:
                 if s.get(PushEventRow, (connector, event_id)) is None:

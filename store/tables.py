@@ -92,6 +92,7 @@ class OrderRow(Base):
     status: Mapped[str] = mapped_column(String(30), default="", doc="canonical status of the latest version")
     revision: Mapped[int] = mapped_column(Integer, default=0, doc="amendments sent to the targets")
     outcome: Mapped[str] = mapped_column(String(40), default="", doc="released, closed_unpaid, cancelled_before...")
+    ruleset_version: Mapped[str] = mapped_column(String(120), default="", doc="rule set name@version that decided it")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
     __table_args__ = (Index("ix_orders_external", "channel", "external_id"), Index("ix_orders_stage", "stage"))

@@ -9,6 +9,8 @@ from connectors.registry import ConnectorPool
 from store import Store
 from workflows.audit import AuditArchiverWorkflow
 from workflows.audit.archive import AuditActivities
+from workflows.decisions.activities import DecisionActivities
+from workflows.fulfilment.activities import FulfilmentActivities
 from workflows.ingest import BackfillWorkflow, IngestWorkflow
 from workflows.ingest.activities import IngestActivities
 from workflows.order import OrderWorkflow
@@ -27,7 +29,8 @@ def activities_of(store: Store, pool: ConnectorPool, client: Client, task_queue:
     found = []
     orders = OrderActivities(store, pool)
     for acts in (orders, ShipmentActivities(store, pool, orders), IngestActivities(store, pool, client, task_queue),
-                 AuditActivities(store, client), StockActivities(store, pool, client, task_queue)):
+                 AuditActivities(store, client), StockActivities(store, pool, client, task_queue),
+                 DecisionActivities(store), FulfilmentActivities(store, pool)):
         for name in dir(acts):
             method = getattr(acts, name)
             if callable(method) and hasattr(method, "__temporal_activity_definition"):

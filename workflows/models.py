@@ -36,6 +36,24 @@ class StockRoute(BaseModel):
     recheck: timedelta = Field(timedelta(minutes=5), description="out of stock: try to reserve again this often")
 
 
+class GiftLine(BaseModel):
+    """A line a promotion rule adds to the WMS outbound order (price 0)."""
+
+    sku: str
+    quantity: int = 1
+    title: str = ""
+
+
+class CashRoute(BaseModel):
+    """Order-to-cash steps of a flow: its rule set, who is notified, the ERP outbound, the vouchers."""
+
+    ruleset: str = Field("", description="stored rule set evaluated before release ('' = none)")
+    notify: list[str] = Field(default_factory=list, description="notifier connectors (DingTalk, WeCom robots)")
+    outbound: str | None = Field(None, description="ERP connector recording the sales outbound per package")
+    vouchers: list[str] = Field(default_factory=list, description="voucher targets (Beancount ledger, Kingdee...)")
+    fees: str = Field("", description="fee file ('' = mappings/fees/default.yaml)")
+
+
 class Route(BaseModel):
     """Where an order goes and under which mappings; built from a flow (or given by the caller).
 
@@ -61,6 +79,8 @@ class Route(BaseModel):
     watch_for: timedelta = Field(timedelta(days=30), description="ERP-only orders: how long changes are followed")
     history_limit: int = Field(10_000, ge=20, description="continue-as-new past this many history events")
     stock: StockRoute | None = Field(None, description="reserve from the central pool before the WMS gets it")
+    cash: CashRoute | None = Field(None, description="rules, approvals, ERP outbound, vouchers, notifications")
+    gifts: list[GiftLine] = Field(default_factory=list, description="lines the promotion rules added")
 
     def options(self, step: str) -> StepOptions:
         return self.policies.get(step) or StepOptions()
@@ -154,6 +174,10 @@ class LifecycleState(BaseModel):
     written_tracking: list[str] = Field(default_factory=list)
     shipped_qty: dict[str, int] = Field(default_factory=dict)
     hub_code: str = ""
+    decided_for: str = Field("", description="the fingerprint the rule set (and a person) last decided on")
+    voucher: str = Field("", description="the voucher posted for the shipment ('' = none yet)")
+    outbounds: int = Field(0, description="ERP sales outbounds recorded (one per package)")
+    carrier: str = Field("", description="the carrier of the last package written back")
 
 
 class PrepareInput(BaseModel):

@@ -325,6 +325,13 @@ class KingdeeOutboundMixin(KingdeeFormOps, SalesOutboundTarget):
             if order is None:
                 raise InvalidRequestError(f"outbound {number}: no {s.form_id} numbered {sales_number}",
                                           platform=k.PLATFORM)
+            if order.document_status in (*NOT_AUDITED, "B") and order.cancel_status != "B" \
+                    and order.close_status != "B":
+                # K3Cloud pushes only from an audited sales order: a saved one is submitted and
+                # audited first, as the sales order flow itself would
+                await self._submit_and_audit(s.form_id, order.fid, order.document_status,
+                                             f"{s.form_id} {sales_number}")
+                order = await self._bill_state(sales_number) or order
             if order.document_status != "C" or order.cancel_status == "B" or order.close_status == "B":
                 raise InvalidRequestError(
                     f"outbound {number}: {s.form_id} {sales_number} must be audited (FDocumentStatus C, not voided "

@@ -14,12 +14,13 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import structlog
 from temporalio import activity
 
-from canonical import Address, LineRefundStatus, Order, hub_code, revision_code, validate_order
+from canonical import Address, LineRefundStatus, Order, OrderLine, hub_code, revision_code, validate_order
 from connectors.base import CancelResult, OrderSource, OutboundOrderTarget, ReceiverSource, SalesDocumentTarget
 from connectors.errors import ConfigurationError, ConnectorError
 from connectors.registry import ConnectorPool
@@ -41,6 +42,15 @@ from workflows.models import (
 from workflows.order.routing import resolve_route
 
 log = structlog.get_logger("tongdao.activities")
+
+def with_gifts(order: Order, gifts: list[Any]) -> Order:
+    """The order with the promotion rules' gift lines added (price 0, ``is_gift``) for the warehouse."""
+    if not gifts:
+        return order
+    extra = [OrderLine(line_id=f"GIFT-{i}", sku=g.sku, title=g.title or "gift", quantity=g.quantity,
+                       unit_price=Decimal("0"), total=Decimal("0"), is_gift=True) for i, g in enumerate(gifts, 1)]
+    return order.model_copy(update={"lines": [*order.lines, *extra]})
+
 
 PAID_STATUSES = frozenset({"paid", "partially_shipped", "shipped", "completed", "refunding"})
 
@@ -217,7 +227,7 @@ class OrderActivities:
             wms = await self.pool.get(route.wms)
             if not isinstance(wms, OutboundOrderTarget):
                 raise ConfigurationError(f"connector {route.wms!r} cannot create outbound orders")
-            order = await self._shippable(inp.order, order)
+            order = with_gifts(await self._shippable(inp.order, order), route.gifts)
             document = self._target_document(order, route.wms_mapping, {"outbound_code": code}, route.context)
             document.setdefault("deliveryOrder", {})["deliveryOrderCode"] = code  # the idempotency key
             result = await wms.create_outbound_order(document)

@@ -53,6 +53,7 @@ class Outcome(StrEnum):
     SPLIT_SHIPMENTS = "split_shipments"
     SHIPPED_OUTSIDE_HUB = "shipped_outside_hub"
     CANCELLED_BY_WMS = "cancelled_by_wms"
+    REJECTED = "rejected"
 
 
 def is_cancelled(facts: OrderFacts) -> bool:

@@ -34,6 +34,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import search
+    from workflows.decisions.models import Decision, DecisionResult
     from workflows.models import (
         LifecycleState,
         OrderFacts,
@@ -53,6 +54,7 @@ with workflow.unsafe.imports_passed_through():
         TaskInput,
     )
     from workflows.order.activities import OrderActivities
+    from workflows.order.cash import CashSteps
     from workflows.order.lifecycle import Next, Outcome, add_package, after_release, all_shipped, before_release
     from workflows.order.shipping import ShipmentActivities
     from workflows.stock.activities import StockActivities
@@ -74,8 +76,9 @@ def order_workflow_id(key: str) -> str:
 
 
 @workflow.defn(name="OrderLifecycle")
-class OrderWorkflow:
+class OrderWorkflow(CashSteps):
     def __init__(self) -> None:
+        self._init_cash()
         self._raw_id: int | None = None
         self._new_raw = False
         self._replay = False
@@ -109,6 +112,18 @@ class OrderWorkflow:
     @workflow.signal(name="outbound_status")
     def outbound_status(self, status: OutboundStatus) -> None:
         self._wms_status = status
+
+    @workflow.update(name="decide")
+    async def decide(self, decision: Decision) -> DecisionResult:
+        """A person approves, rejects, or edits and releases the order waiting for them."""
+        self._decision = decision
+        return DecisionResult(accepted=True, stage=self._st.stage,
+                              message=f"{decision.action} by {decision.actor} recorded")
+
+    @decide.validator
+    def _decision_expected(self, decision: Decision) -> None:
+        if not self._awaiting:
+            raise ValueError(f"order is not waiting for a decision (stage {self._st.stage})")
 
     @workflow.query(name="stage")
     def stage(self) -> str:
@@ -157,6 +172,11 @@ class OrderWorkflow:
             if nxt is Next.NOT_OURS:
                 return Outcome.SHIPPED_OUTSIDE_HUB
             if nxt is Next.RELEASE:
+                answer = await self._decide(inp, facts)
+                if answer == "again":
+                    continue  # a new version, or a parked rule set replayed: decide on it
+                if answer == "rejected":
+                    return Outcome.REJECTED
                 if not await self._reserve(inp, facts):
                     continue  # out of stock: nothing goes to the WMS; tried again later
                 if await self._send(inp, facts):
@@ -250,6 +270,7 @@ class OrderWorkflow:
                     if nxt is Next.CANCEL:
                         await self._task(inp, "after_sales", "cancelled after a package shipped",
                                          ref=f"cancel-r{self._st.revision}", status=facts.status)
+                        await self._reverse_voucher(inp, self._last_carrier())
                         return Outcome.AFTER_SALES
                     if nxt is Next.AMEND:
                         if not await self._amend(inp, facts):
@@ -311,6 +332,10 @@ class OrderWorkflow:
             self._st.written_packages.append(package.package)
             self._st.written_tracking.append(package.tracking_number)
             self._st.shipped_qty = add_package(self._st.shipped_qty, lines, active)
+            units: dict[str, int] = {}
+            for sku, quantity in lines:
+                units[sku] = units.get(sku, 0) + quantity
+            await self._after_package(inp, package, units)
             final_seen = final_seen or package.final
         active = self._st.facts.active_qty if self._st.facts else {}
         if final_seen or all_shipped(active, self._st.shipped_qty):
@@ -482,6 +507,9 @@ class OrderWorkflow:
                 await self._wait_for_fix(allow_new_version=False)
 
     # -- plumbing ---------------------------------------------------------------------------------
+    def _last_carrier(self) -> str:
+        return self._st.carrier or "SF"
+
     def _is_current(self, order_code: str) -> bool:
         """Is a WMS message about the revision the WMS should hold now (not one we cancelled)?"""
         if not order_code or not self._st.hub_code:
