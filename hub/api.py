@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -31,6 +31,8 @@ from hub.auth import ADMIN, OPERATE, READ, Caller, requires
 from hub.settings import Settings
 from store import Store
 from worker.codec import PayloadCodecError, payloads_from_json, payloads_to_json
+from workflows.decisions.client import NotDecidable, decide
+from workflows.decisions.models import Decision
 from workflows.order.client import deliver_event, request_replay
 from workflows.stock.client import apply_stock_change
 
@@ -134,6 +136,23 @@ def create_app(rt: HubRuntime) -> FastAPI:
         if row is None:
             raise HTTPException(404, f"no task {task_id}")
         return task_view(row)
+
+    @app.post("/tasks/{task_id}/decide")
+    async def decide_task(task_id: RowId, body: DecideBody, caller: Caller = operate) -> dict[str, Any]:
+        """Approve, reject, or edit and release the order waiting on an approval or review task.
+
+        The answer comes from the order's workflow (a Temporal update): 409 when it waits for no
+        decision. Who decided is the token's name; ``role`` is the business role acted in."""
+        assert rt.store
+        decision = Decision(action=body.action, actor=caller.actor, comment=body.comment, role=body.role,
+                            warehouse=body.warehouse, carrier=body.carrier)
+        try:
+            result = await decide(temporal(), rt.store, task_id, decision)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except NotDecidable as exc:
+            raise HTTPException(409, str(exc)) from None
+        return {"task": task_id, **result.model_dump()}
 
     @app.post("/quarantine/{qid}/replay")
     async def replay(qid: RowId, caller: Caller = operate) -> dict[str, Any]:
@@ -496,6 +515,18 @@ async def dispatch_event(rt: HubRuntime, connector: str, event: dict[str, Any]) 
     if event.get("type") == "stock_change":
         return await apply_stock_change(rt.client, rt.store, rt.settings.task_queue, connector, event)
     return await deliver_event(rt.client, rt.store, connector, event)
+
+
+class DecideBody(BaseModel):
+    """A decision on an approval or review task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["approve", "reject", "edit"]
+    comment: str = Field("", max_length=1000)
+    role: str = Field("", max_length=60, description="business role acted in (director, cfo...)")
+    warehouse: str = Field("", max_length=60, description="edit: ship from this warehouse code")
+    carrier: str = Field("", max_length=30, description="edit: ship with this carrier code")
 
 
 def quarantine_view(r: Any) -> dict[str, Any]:

@@ -603,6 +603,57 @@ def tasks_close(task_id: int = typer.Argument(..., metavar="ID")) -> None:
     console.print(f"task {task_id} done")
 
 
+class DecisionAction(StrEnum):
+    approve = "approve"
+    reject = "reject"
+    edit = "edit"
+
+
+@tasks_app.command("decide")
+def tasks_decide(
+    task_id: int = typer.Argument(..., metavar="ID"),
+    action: DecisionAction = typer.Argument(..., metavar="approve|reject|edit"),
+    comment: str = typer.Option("", "--comment", "-m", help="why: kept in the order's history and on the task"),
+    role: str = typer.Option("", "--role", help="the business role you decide in (director, cfo...)"),
+    warehouse: str = typer.Option("", "--warehouse", help="edit: ship from this warehouse code"),
+    carrier: str = typer.Option("", "--carrier", help="edit: ship with this carrier code (SF, ZTO...)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Answer an approval or manual-review task: approve, reject, or edit (warehouse, carrier) and release.
+
+    The order's workflow takes the decision at once (a Temporal update) or says why not.
+    Example: `tongdao tasks decide 12 approve --role director -m "known customer"`
+    """
+    from worker.client import connect
+    from workflows.decisions.client import NotDecidable, decide
+    from workflows.decisions.models import Decision
+
+    s = _settings()
+    store = _store(s)
+    if action != DecisionAction.edit and (warehouse or carrier):
+        raise _fail("--warehouse and --carrier go with edit")
+    decision = Decision(action=action.value, actor=_actor(s), comment=comment, role=role, warehouse=warehouse,
+                        carrier=carrier)
+
+    async def run() -> Any:
+        try:
+            client = await connect(s.temporal_target, s.temporal_namespace, wait_s=2)
+        except Exception:
+            raise _fail(f"Temporal at {s.temporal_target} is not reachable: start `tongdao up`") from None
+        return await decide(client, store, task_id, decision)
+
+    try:
+        result = asyncio.run(run())
+    except typer.Exit:
+        raise
+    except (LookupError, NotDecidable) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        print(json.dumps({"task": task_id, **result.model_dump()}, ensure_ascii=False))
+        return
+    console.print(f"task {task_id}: {result.message}; the order is now {result.stage}")
+
+
 @quarantine_app.command("replay")
 def quarantine_replay(qid: int = typer.Argument(..., metavar="ID")) -> None:
     """Replay a parked order (after fixing the mapping, the cross-reference or the source data).

@@ -88,6 +88,10 @@ class LifecycleQueries:
                 closed.append(row.id)
         return closed
 
+    def get_task(self, task_id: int) -> TaskRow | None:
+        with self.session() as s:
+            return s.get(TaskRow, task_id)
+
     def close_task(self, task_id: int, actor: str) -> TaskRow | None:
         with self.session() as s:
             row = s.get(TaskRow, task_id)

@@ -10,6 +10,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from conftest import api_client
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from test_order_lifecycle import outcome_of, pull, wait_outcome
@@ -96,10 +97,18 @@ async def test_rules_people_outbound_vouchers_and_notifications(hub: HubRuntime,
         closed = [t for t in store.list_tasks(status="done", kind="approval") if t.order_key == key[big]]
         assert closed and all(t.closed_by == "alice" for t in closed)
         assert closed[0].details["decision"]["comment"] == "known customer"
+        assert closed[0].details["decision"]["role"] == "cfo"
 
         # reject: never reaches the WMS; edit: released with the carrier the person chose
-        await client.get_workflow_handle(f"order:{key[rejected]}").execute_update(
-            "decide", Decision(action="reject", actor="bob", comment="fraud pattern"))
+        (review,) = [t for t in store.list_tasks(kind="manual_review") if t.order_key == key[rejected]]
+        async with api_client(hub, "operator") as api:
+            answer = await api.post(f"/tasks/{review.id}/decide", json={"action": "reject", "comment": "fraud"})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["accepted"] is True
+            again = await api.post(f"/tasks/{review.id}/decide", json={"action": "approve"})
+            assert again.status_code == 409  # closed: nothing waits for it any more
+        async with api_client(hub, "auditor") as api:
+            assert (await api.post(f"/tasks/{review.id}/decide", json={"action": "approve"})).status_code == 403
         await client.get_workflow_handle(f"order:{key[edited]}").execute_update(
             "decide", Decision(action="edit", actor="bob", carrier="SF", comment="fragile"))
         await wait_outcome(hub, key[rejected], "rejected")

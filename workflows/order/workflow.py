@@ -124,6 +124,8 @@ class OrderWorkflow(CashSteps):
     def _decision_expected(self, decision: Decision) -> None:
         if not self._awaiting:
             raise ValueError(f"order is not waiting for a decision (stage {self._st.stage})")
+        if self._decision is not None:
+            raise ValueError(f"already decided: {self._decision.action} by {self._decision.actor}")
 
     @workflow.query(name="stage")
     def stage(self) -> str:
