@@ -163,9 +163,11 @@ class AuditQueries:
             return False
 
     def archived_runs(self, workflow_id: str) -> list[AuditArchiveRow]:
+        """The runs of a workflow, oldest first; one without a start time first (NULLS FIRST on every
+        database: PostgreSQL would put it last, SQLite first)."""
         with self.session() as s:
             return list(s.scalars(select(AuditArchiveRow).where(AuditArchiveRow.workflow_id == workflow_id)
-                                  .order_by(AuditArchiveRow.start_time, AuditArchiveRow.run_id)))
+                                  .order_by(AuditArchiveRow.start_time.nulls_first(), AuditArchiveRow.run_id)))
 
     def archived_workflows_with_sku(self, sku: str) -> list[str]:
         with self.session() as s:
