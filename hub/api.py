@@ -459,6 +459,7 @@ ERRORS = {400: "Malformed request", 401: "Missing, unknown or revoked API token"
 #: answers beyond 401/403 (guarded routes), 404 (path parameters) and 422 (input) that a route may give
 EXTRA_ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/quarantine/{qid}/replay"): (409, 503), ("POST", "/tokens"): (409,),
+    ("POST", "/tasks/{task_id}/decide"): (409, 503),
     **{("POST", f"/flows/{{name}}/{op}"): (503,) for op in ("pause", "resume", "run-now", "backfill")},
     ("POST", "/hooks/{name}"): (413, 503),
     **{("POST", f"/codec/{op}"): (400, 401, 403, 422, 503) for op in ("decode", "encode")},

@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 from connectors.registry import Registration, register
 from flows.model import Flow, load_flow
 from flows.runtime import FlowOps
+from hub.demo_cash import DemoCash, print_cash
 from hub.demo_channels import BUILDERS, Marketplace
 from hub.demo_life import LifeStories
 from hub.demo_stock import DemoStock, print_stock
@@ -207,6 +208,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         settings = settings.model_copy(update={"api_port": free_port()})  # `tongdao up` holds the default
     started = time.monotonic()
     systems = DemoSystems(orders, seed, run_id, settings.callback_url("demo-wms"), channels=channels)
+    cash = DemoCash(run_id, settings.home)
     stories = systems.add_life_stories() if life else None
     stories_at = time.monotonic()
     if chaos:
@@ -215,10 +217,11 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
     flow_name = ""
     try:
         systems.start()
+        cash.start()
         console.print(f"[bold]Tongdao demo[/bold] run {run_id}: starting Temporal, worker, API and simulators...")
         await rt.start()
         assert rt.store and rt.client
-        for reg in systems.registrations(run_id):
+        for reg in [*systems.registrations(run_id), *cash.registrations()]:
             register(rt.store, reg, "demo")
             # the demo's connectors point at fresh simulators: start their cursors a day back
             rt.store.set_cursor(reg.name, "orders", datetime.now(UTC) - timedelta(days=1), force=True)
@@ -227,7 +230,10 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         flow = demo_flow(systems.markets)
         rt.store.set_flow_paused(flow.name, False, "demo")  # a previous demo left it paused
         ops = FlowOps(rt.client, rt.store, settings.task_queue, "demo")
+        rules = cash.save_rules(rt)
         await ops.add(flow)
+        cash.start_approver(rt)  # a director answers the approvals through the API
+        console.print(f"rule set {rules}: big orders wait for a director, carriers by region, a gift over 199")
         stock = DemoStock(systems)
         loaded = await stock.load(rt)  # the pool reads the WMS's count; every channel is shown its part
         console.print(f"stock pool: {loaded['skus']} SKUs read from the WMS, {loaded['pushed']} channel stock writes")
@@ -256,6 +262,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         }
         summary["channels"] = systems.per_channel()
         summary["stock"] = stock_figures
+        cash_figures = await asyncio.to_thread(cash.figures, rt, systems.wms.state())
+        summary["cash"] = cash_figures
         violations: list[str] = []
         if stories is not None:
             summary.update(stories.figures())
@@ -268,6 +276,8 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             and figures["tracking_written_back"] == good and figures["wms_duplicates"] == 0
             and figures["erp_duplicates"] == 0 and quarantined == figures["orders_malformed"]
             and stock_figures["consistent"] and stock_figures["pool_matches_wms"]
+            and not cash_figures["bean_check_errors"] and cash_figures["shipped_without_voucher"] == 0
+            and cash_figures["approved_via_api"] >= cash_figures["approvals"]
             and not violations and (stories is None or (stories.settled()
                                                          and summary["after_sales_tasks"] == summary["after_sales"]))
         )
@@ -280,6 +290,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         with contextlib.suppress(Exception):
             await systems.wms.aclose()
         systems.stop()
+        cash.stop()
 
 
 async def _live_the_stories(stories: LifeStories, ops: FlowOps, flow: str, deadline: float,
@@ -351,6 +362,8 @@ def _print_summary(console: Console, s: dict[str, Any], systems: DemoSystems, se
         )
     if "stock" in s:
         print_stock(console, s["stock"])
+    if "cash" in s:
+        print_cash(console, s["cash"])
     tid = next(iter(systems.taobao.state().get("shipments", {}) or {"<tid>": None}))
     console.print(
         "Histories are kept. Inspect them with `tongdao up` running (or the Web UI at "

@@ -178,6 +178,7 @@ class LifecycleState(BaseModel):
     voucher: str = Field("", description="the voucher posted for the shipment ('' = none yet)")
     outbounds: int = Field(0, description="ERP sales outbounds recorded (one per package)")
     carrier: str = Field("", description="the carrier of the last package written back")
+    gifts_shipped: dict[str, int] = Field(default_factory=dict, description="gift units found in packages so far")
 
 
 class PrepareInput(BaseModel):

@@ -236,15 +236,14 @@ async def test_outbound_pushed_fitted_and_audited_then_repeat_then_cancel(sim, c
     assert third.created is True
 
 
-async def test_outbound_for_an_unaudited_order_or_too_much_is_refused_and_leaves_nothing(sim, conn):
+async def test_outbound_of_a_saved_order_audits_it_first_and_too_much_is_refused_and_leaves_nothing(sim, conn):
     await conn.create_sales_document(order_model(), "SO-11")
-    with pytest.raises(InvalidRequestError, match="must be audited"):
-        await conn.create_sales_outbound("SO-11", "TD-11-OUT1", [{"sku": "SKU-A", "quantity": 1}], SHIPPED)
     with pytest.raises(InvalidRequestError, match="no SAL_SaleOrder numbered SO-NONE"):
         await conn.create_sales_outbound("SO-NONE", "TD-11-OUT1", [{"sku": "SKU-A", "quantity": 1}], SHIPPED)
-    sim.set_bill_status("SO-11", "C")
+    # K3Cloud pushes only from an audited sales order: the saved one is submitted and audited first
     with pytest.raises(InvalidRequestError, match="ships 3 of SKU-A but sales order SO-11 has 2 left"):
         await conn.create_sales_outbound("SO-11", "TD-11-OUT1", [{"sku": "SKU-A", "quantity": 3}], SHIPPED)
+    assert sim.bill_status("SO-11") == "C"
     assert sim.outbounds() == {} and len(sim.deleted_outbounds()) == 1
     with pytest.raises(InvalidRequestError, match="sku and a positive quantity"):
         await conn.create_sales_outbound("SO-11", "TD-11-OUT1", [{"sku": "SKU-A", "quantity": 0}], SHIPPED)

@@ -20,6 +20,7 @@ from store import open_store
 OPEN = {("GET", "/health"), ("POST", "/hooks/{name}")}
 #: what each role may do; everything else must be 403 for it
 OPERATOR_WRITES = {("POST", "/quarantine/{qid}/replay"), ("POST", "/tasks/{task_id}/close"),
+                   ("POST", "/tasks/{task_id}/decide"),
                    ("POST", "/flows/{name}/pause"), ("POST", "/flows/{name}/resume"),
                    ("POST", "/flows/{name}/run-now"), ("POST", "/flows/{name}/backfill"),
                    ("POST", "/codec/encode")}

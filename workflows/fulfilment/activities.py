@@ -49,7 +49,7 @@ class FulfilmentActivities:
         order, code, sales_number = await asyncio.to_thread(self._order, inp.order_key)
         sold = {line.sku: line.quantity for line in order.lines if line.refund_status != LineRefundStatus.REFUNDED}
         # the ERP's sales order holds what was sold: a promotion's gift in the parcel is not on it
-        lines = {sku: units for sku, units in inp.lines.items() if sku in sold} or sold
+        lines = {sku: units for sku, units in inp.lines.items() if sku in sold} if inp.lines else sold
         number = f"{code}-OUT{inp.index}"
         try:
             erp = await self.pool.get(inp.erp)

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.fulfilment.models import NotifyInput, OutboundInput, VoucherInput
     from workflows.models import LifecycleState, OrderFacts, OrderInput, Route, ShipmentInfo
     from workflows.order.activities import OrderActivities
+    from workflows.order.options import step_options
 
 LOCAL = timedelta(seconds=30)
 HUMAN_KINDS = ["approval", "manual_review"]
@@ -58,7 +59,7 @@ class CashSteps:
             rules = await workflow.execute_activity_method(
                 DecisionActivities.evaluate_rules,
                 RulesInput(order_key=inp.key, ruleset=cash.ruleset, workflow_id=workflow.info().workflow_id),
-                **_options(inp.route, "mapping"))
+                **step_options(inp.route, "mapping"))
         except ActivityError as exc:
             reason = f"rules: {exc.cause or exc}"[:500]
             await self._park(inp, "rules", reason)  # type: ignore[attr-defined]
@@ -156,11 +157,19 @@ class CashSteps:
         if cash is None or not workflow.patched("order-to-cash"):
             return
         self._st.carrier = package.carrier_code
-        if cash.outbound:
+        sold = dict(lines)
+        for gift in inp.route.gifts:  # the ERP's sales order holds what was sold, not the promotion's gift
+            left = gift.quantity - self._st.gifts_shipped.get(gift.sku, 0)
+            take = min(left, sold.get(gift.sku, 0))
+            if take > 0:
+                sold[gift.sku] -= take
+                self._st.gifts_shipped[gift.sku] = self._st.gifts_shipped.get(gift.sku, 0) + take
+        sold = {sku: units for sku, units in sold.items() if units > 0}
+        if cash.outbound and (sold or not lines):
             self._st.outbounds += 1
             await self._cash_step(inp, "erp_outbound", FulfilmentActivities.sales_outbound, OutboundInput(
                 order_key=inp.key, erp=cash.outbound, index=self._st.outbounds, package=package.package,
-                lines=lines, shipped_at=package.shipped_at))
+                lines=sold, shipped_at=package.shipped_at))
         if cash.vouchers and not self._st.voucher:
             self._st.voucher = await self._cash_step(inp, "voucher", FulfilmentActivities.voucher, VoucherInput(
                 order_key=inp.key, targets=cash.vouchers, carrier=package.carrier_code, fees=cash.fees)) or "posted"
@@ -187,7 +196,7 @@ class CashSteps:
         """Retried as the flow allows, then parked until a replay (never a failed order)."""
         while True:
             try:
-                result = await workflow.execute_activity_method(method, arg, **_options(inp.route, "erp"))
+                result = await workflow.execute_activity_method(method, arg, **step_options(inp.route, "erp"))
             except ActivityError as exc:
                 reason = f"{step}: {exc.cause or exc}"[:500]
                 await self._park(inp, step, reason)  # type: ignore[attr-defined]
@@ -200,8 +209,3 @@ class CashSteps:
                 self._parked_reason = ""
             return result
 
-
-def _options(route: Route, step: str) -> dict[str, Any]:
-    from workflows.order.workflow import step_options
-
-    return step_options(route, step)

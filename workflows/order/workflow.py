@@ -29,7 +29,6 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -46,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         ParkInput,
         PrepareInput,
         ReplayRequest,
-        Route,
         ShipmentInfo,
         ShipmentStepInput,
         StepInput,
@@ -56,19 +54,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.order.activities import OrderActivities
     from workflows.order.cash import CashSteps
     from workflows.order.lifecycle import Next, Outcome, add_package, after_release, all_shipped, before_release
+    from workflows.order.options import step_options
     from workflows.order.shipping import ShipmentActivities
-    from workflows.stock.activities import StockActivities
-    from workflows.stock.models import ReleaseInput, ReserveInput, ShipInput
+    from workflows.order.stock_steps import StockSteps
 
 LOCAL = timedelta(seconds=30)
-
-
-def step_options(route: Route, step: str) -> dict[str, Any]:
-    """Activity timeout and retry policy of a step, as the flow configured them (safe defaults)."""
-    o = route.options(step)
-    return {"start_to_close_timeout": o.timeout,
-            "retry_policy": RetryPolicy(initial_interval=o.initial_interval, backoff_coefficient=2.0,
-                                        maximum_interval=o.max_interval, maximum_attempts=o.max_attempts)}
 
 
 def order_workflow_id(key: str) -> str:
@@ -76,7 +66,7 @@ def order_workflow_id(key: str) -> str:
 
 
 @workflow.defn(name="OrderLifecycle")
-class OrderWorkflow(CashSteps):
+class OrderWorkflow(StockSteps, CashSteps):
     def __init__(self) -> None:
         self._init_cash()
         self._raw_id: int | None = None
@@ -438,75 +428,6 @@ class OrderWorkflow(CashSteps):
             if refreshed is not None:
                 facts = refreshed
         return True
-
-    # -- the stock pool ---------------------------------------------------------------------------
-    async def _reserve(self, inp: OrderInput, facts: OrderFacts, cause: str = "order") -> bool:
-        """Hold the order's units in the central pool before the WMS gets it (flows with a stock
-        block). Out of stock: an ``out_of_stock`` task, and nothing is sent; the order tries again
-        every ``recheck``, at a replay, or when a new version arrives. False = not reserved now."""
-        stock = inp.route.stock
-        if stock is None or not facts.active_qty or not workflow.patched("stock-pool"):
-            return True
-        try:
-            result = await workflow.execute_activity_method(
-                StockActivities.reserve,
-                ReserveInput(order_key=inp.key, warehouse=stock.warehouse, lines=dict(facts.active_qty),
-                             channel=inp.channel, shop=inp.shop, external_id=inp.external_id, cause=cause),
-                **step_options(inp.route, "wms"))
-        except ActivityError as exc:
-            reason = f"stock: gave up after retries: {exc.cause or exc}"[:500]
-            await self._park(inp, "stock", reason)
-            self._parked_reason = reason
-            await self._wait_for_fix(allow_new_version=True)
-            return False
-        if result.ok:
-            if self._short_now:
-                self._short_now = False
-                await self._record(inp, "reserved", facts.status)
-            return True
-        if not self._short_now:
-            self._short_now = True
-            self._short_spells += 1
-        first = result.short[0]
-        await self._task(inp, "out_of_stock", f"out of stock: {first.sku} needs {first.wanted}, "
-                         f"{first.available} free", ref=f"stock-{self._short_spells}-r{self._st.revision}",
-                         channel=inp.channel, shop=inp.shop, external_id=inp.external_id, sku=first.sku,
-                         short=", ".join(f"{s.sku}: {s.wanted} wanted, {s.available} free" for s in result.short))
-        if self._st.stage != "out_of_stock":
-            self._set_stage("out_of_stock")
-            await self._record(inp, "out_of_stock", facts.status)
-        try:
-            await workflow.wait_condition(lambda: self._new_raw or self._replay, timeout=stock.recheck)
-        except TimeoutError:
-            pass
-        self._replay = False
-        return False
-
-    async def _release_stock(self, inp: OrderInput, cause: str) -> None:
-        if inp.route.stock is None or not workflow.patched("stock-pool"):
-            return
-        await self._stock_call(inp, "release", StockActivities.release, ReleaseInput(order_key=inp.key, cause=cause))
-
-    async def _deduct_stock(self, inp: OrderInput, package: str, lines: list[tuple[str, int]]) -> None:
-        if inp.route.stock is None or not workflow.patched("stock-pool"):
-            return
-        units: dict[str, int] = {}
-        for sku, quantity in lines:
-            units[sku] = units.get(sku, 0) + quantity
-        await self._stock_call(inp, "deduct", StockActivities.ship, ShipInput(
-            order_key=inp.key, package=package, warehouse=inp.route.stock.warehouse, lines=units))
-
-    async def _stock_call(self, inp: OrderInput, what: str, method: Callable[..., Any], arg: Any) -> None:
-        """A release or deduction: retried as the flow allows, then parked (never a failed order)."""
-        while True:
-            try:
-                await workflow.execute_activity_method(method, arg, **step_options(inp.route, "wms"))
-                return
-            except ActivityError as exc:
-                reason = f"stock_{what}: gave up after retries: {exc.cause or exc}"[:500]
-                await self._park(inp, f"stock_{what}", reason)
-                self._parked_reason = reason
-                await self._wait_for_fix(allow_new_version=False)
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _last_carrier(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import date, timedelta
 from typing import Any
@@ -167,6 +168,7 @@ async def start_stock(client: Client, store: Any, task_queue: str) -> str | None
     from workflows.stock.propagate import stock_configs
 
     configs = await asyncio.to_thread(stock_configs, store, True)
+    await _retire_stock_sync(client, task_queue)
     try:
         if configs:
             await ensure_pump(client, task_queue, refresh=True)
@@ -174,3 +176,16 @@ async def start_stock(client: Client, store: Any, task_queue: str) -> str | None
     except (RPCError, ValueError) as exc:
         log.error("stock.reconciler_not_scheduled", error=str(exc)[:300])
         return None
+
+
+async def _retire_stock_sync(client: Client, task_queue: str) -> None:
+    """Per-SKU ``StockSync`` workflows of a build before the outbox have nothing to do any more (the
+    pump pushes every SKU the outbox marks): end those still running on this hub's task queue."""
+    query = f'WorkflowType = "StockSync" AND ExecutionStatus = "Running" AND TaskQueue = "{task_queue}"'
+    try:
+        async for wf in client.list_workflows(query):
+            with contextlib.suppress(RPCError):
+                await client.get_workflow_handle(wf.id, run_id=wf.run_id).terminate(
+                    "retired: the stock pump pushes changes from the store's outbox")
+    except RPCError as exc:
+        log.warning("stock.retire_failed", error=str(exc)[:200])
