@@ -10,6 +10,9 @@ absolute rates) are what carries from one machine to another:
 * ``shared_limit``    — a rate limiter counting in the hub store (across processes) vs in-process only;
 * ``payload_codec``   — the hub's data converter with the AES-GCM payload codec vs without;
   ratio = codec / plain (µs per payload round trip).
+* ``stock``           — the stock pool: a sale on one channel until every other channel's simulator
+  shows it (p50/p99 at 1, 10, 100 changes/s) against one direct stock write (the floor); and a flash
+  sale, 1,000 orders from 4 channels in 5 s for 100 units.
 * ``order_timeline``  — one order's workflow history, event by event: a small demo runs in a
   throw-away state directory (its own Temporal server, simulators on loopback), then the history
   of its most recent completed order is read; figures are offsets from the workflow's start.
@@ -169,12 +172,28 @@ def order_timeline(quick: bool) -> list[str]:
     return summary
 
 
+# -- stock ----------------------------------------------------------------------------------------
+def stock(quick: bool) -> list[str]:
+    output = _run(["bench/stock.py", *(["--quick"] if quick else [])])
+    summary = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("floor:"):
+            summary.append(line)
+        elif len(cells) >= 6 and cells[0].isdigit():
+            summary.append(f"{cells[0]} changes/s: p50 {cells[2]} ms, p99 {cells[3]} ms ({cells[5]} the floor's p99)")
+        elif line.startswith("flash sale:"):
+            summary.append(line)
+    return summary
+
+
 BENCHES: dict[str, Callable[[bool], list[str]]] = {
     "expr_languages": expr_languages,
     "temporal_sqlite": temporal_sqlite,
     "order_timeline": order_timeline,
     "payload_codec": payload_codec,
     "shared_limit": shared_limit,
+    "stock": stock,
 }
 
 
