@@ -203,6 +203,7 @@ class TaskInput(BaseModel):
     title: str
     ref: str = ""
     details: dict[str, str] = Field(default_factory=dict)
+    role: str = Field("", description="who should act (approver role); '' = operator")
 
 
 class CancelOutcome(BaseModel):

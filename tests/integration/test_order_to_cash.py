@@ -86,8 +86,9 @@ async def test_rules_people_outbound_vouchers_and_notifications(hub: HubRuntime,
 
         # the approval: a reminder after 1 s, escalated to the CFO after 4 s, then approved
         await wait_for(lambda: bool(robot.received(title_contains="reminder")), timeout=20)
-        await wait_for(lambda: any(t.details.get("role") == "cfo" for t in store.list_tasks(kind="approval")
+        await wait_for(lambda: any(t.role == "cfo" for t in store.list_tasks(kind="approval")
                                    if t.order_key == key[big]), timeout=20)
+        assert {t.role for t in store.list_tasks(kind="approval") if t.order_key == key[big]} == {"director", "cfo"}
         handle = client.get_workflow_handle(f"order:{key[big]}")
         answer = await handle.execute_update("decide", Decision(action="approve", actor="alice", role="cfo",
                                                                 comment="known customer"),

@@ -358,7 +358,7 @@ class OrderActivities:
         """Open a task in the inbox (idempotent by kind, order and ref)."""
         task_id, created = await asyncio.to_thread(
             self.store.raise_task, kind=inp.kind, order_key=inp.order_key, title=inp.title, details=inp.details,
-            ref=inp.ref, workflow_id=inp.workflow_id)
+            ref=inp.ref, workflow_id=inp.workflow_id, role=inp.role or "operator")
         if created:
             log.warning("task.raised", kind=inp.kind, order_key=inp.order_key, task_id=task_id, title=inp.title)
         return task_id

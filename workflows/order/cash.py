@@ -88,7 +88,8 @@ class CashSteps:
             details = {"reasons": "; ".join(rules.review)}
         details.update(channel=inp.channel, shop=inp.shop, external_id=inp.external_id, ruleset=rules.ruleset,
                        version=rules.version)
-        await self._task(inp, kind, title[:300], ref=f"{kind}-r{rev}", **details)  # type: ignore[attr-defined]
+        await self._task(inp, kind, title[:300], ref=f"{kind}-r{rev}",  # type: ignore[attr-defined]
+                         task_role=approval.role if approval is not None else "", **details)
         self._awaiting, self._decision = kind, None
         self._set_stage("awaiting_approval" if approval else "in_review")  # type: ignore[attr-defined]
         await self._record(inp, self._st.stage, "")  # type: ignore[attr-defined]
@@ -112,13 +113,13 @@ class CashSteps:
                                        f"Order {inp.external_id} ({inp.channel}/{inp.shop}) waits for "
                                        f"{approval.role}: {approval.rule}.")
                     await self._task(inp, "approval", f"reminder: {title}"[:300],  # type: ignore[attr-defined]
-                                     ref=f"{kind}-r{rev}-reminder", **details)
+                                     ref=f"{kind}-r{rev}-reminder", task_role=approval.role, **details)
                 if approval is not None and approval.escalate_to and not escalated and elapsed >= approval.within:
                     escalated = True
                     await self._task(inp, "approval",  # type: ignore[attr-defined]
                                      f"escalated to {approval.escalate_to}: {title}"[:300],
-                                     ref=f"{kind}-r{rev}-escalated", **{**details, "role": approval.escalate_to,
-                                                                       "escalated_from": approval.role})
+                                     ref=f"{kind}-r{rev}-escalated", task_role=approval.escalate_to,
+                                     **{**details, "role": approval.escalate_to, "escalated_from": approval.role})
                     await self._notify(inp, f"{inp.key}:escalate:{kind}-r{rev}",
                                        f"escalated to {approval.escalate_to}: {title}",
                                        f"Order {inp.external_id}: no decision by {approval.role} within "

@@ -490,11 +490,12 @@ class OrderWorkflow(StockSteps, CashSteps):
         if result.ok and result.raw_id is not None and result.raw_id != self._raw_id:
             self._raw_id, self._new_raw = result.raw_id, True
 
-    async def _task(self, inp: OrderInput, kind: str, title: str, ref: str, **details: str) -> None:
+    async def _task(self, inp: OrderInput, kind: str, title: str, ref: str, task_role: str = "",
+                    **details: str) -> None:
         await workflow.execute_local_activity_method(
             OrderActivities.raise_task,
             TaskInput(kind=kind, order_key=inp.key, workflow_id=workflow.info().workflow_id, title=title, ref=ref,
-                      details={k: str(v)[:300] for k, v in details.items()}),
+                      details={k: str(v)[:300] for k, v in details.items()}, role=task_role),
             start_to_close_timeout=LOCAL)
 
     async def _record(self, inp: OrderInput, outcome: str, status: str = "") -> None:
