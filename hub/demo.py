@@ -234,7 +234,7 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         await ops.add(flow)
         cash.start_approver(rt)  # a director answers the approvals through the API
         console.print(f"rule set {rules}: big orders wait for a director, carriers by region, a gift over 199")
-        stock = DemoStock(systems)
+        stock = DemoStock(systems, run_id)
         loaded = await stock.load(rt)  # the pool reads the WMS's count; every channel is shown its part
         console.print(f"stock pool: {loaded['skus']} SKUs read from the WMS, {loaded['pushed']} channel stock writes")
         # the stories' trades are new: the first pull must see them past the ingest lag (5 s)

@@ -22,8 +22,9 @@ SKUS = [str(item["sku"]) for item in CATALOG]
 
 
 class DemoStock:
-    def __init__(self, systems: Any) -> None:
+    def __init__(self, systems: Any, run_id: str = "") -> None:
         self.systems = systems
+        self.run_id = run_id
         self.warehouse = "demo-wms"
         views: dict[str, Callable[[str], int | None]] = {}
         for label, nick in zip("ab", systems.shops.values(), strict=True):
@@ -83,7 +84,8 @@ class DemoStock:
         moved = {channel: sum(1 for sku in SKUS if self.before.get(channel, {}).get(sku) != after[channel][sku])
                  for channel in after}
         sample_sku = max(SKUS, key=lambda s: sum(1 for c in after if self.before.get(c, {}).get(s) != after[c][s]))
-        reserved_open = rt.store.stock_reserved_total()
+        reserved_open = sum(r.quantity for r in rt.store.stock_reservations(state="open")
+                            if f"{self.run_id}:" in r.order_key)  # this run's orders still held
         return {
             "channels": len(self.views),
             "skus": len(SKUS),
