@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Protocol
+from urllib.parse import parse_qs
 
 import structlog
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from temporalio.client import Client
@@ -27,7 +28,7 @@ from connectors.base import PushReceiver
 from connectors.errors import ConnectorError
 from connectors.registry import ConnectorPool
 from flows.pushes import ingest_pushed_order
-from hub.auth import ADMIN, OPERATE, READ, Caller, requires
+from hub.auth import ADMIN, CODEC_COOKIE, OPERATE, READ, Caller, requires
 from hub.settings import Settings
 from store import Store
 from worker.codec import PayloadCodecError, payloads_from_json, payloads_to_json
@@ -391,7 +392,35 @@ def create_app(rt: HubRuntime) -> FastAPI:
 
     # -- codec server: the Temporal CLI (--codec-endpoint API/codec) and Web UI decrypt payloads here ---------
     codec_origins = set(rt.settings.codec_origins)
-    codec_roles = {"decode": requires(CODEC_DECODE, store), "encode": requires(OPERATE, store)}
+    codec_roles = {"decode": requires(CODEC_DECODE, store, cookie=CODEC_COOKIE),
+                   "encode": requires(OPERATE, store, cookie=CODEC_COOKIE)}
+
+    @app.get("/codec/login", include_in_schema=False)
+    async def codec_login_form() -> Response:
+        """A sign-in page for the Temporal Web UI's users: the token goes into an HttpOnly cookie
+        that the UI's codec requests carry (no token in a URL, none readable by page scripts)."""
+        return HTMLResponse(CODEC_LOGIN_PAGE)
+
+    @app.post("/codec/login", include_in_schema=False)
+    async def codec_login(request: Request) -> Response:
+        form = await request.body()
+        token = parse_qs(form.decode("utf-8", "replace")).get("token", [""])[0].strip()
+        found = await asyncio.to_thread(store().token_role, token) if token else None
+        if found is None or found[1] not in CODEC_DECODE:
+            log.warning("codec.login_refused", reason="unknown token" if found is None else f"role {found[1]}")
+            return HTMLResponse(CODEC_LOGIN_PAGE.replace("<!--msg-->", "<p>Refused: an admin or auditor token "
+                                                        "is needed.</p>"), status_code=401)
+        log.info("codec.login", actor=f"token:{found[0]}")
+        page = HTMLResponse(CODEC_SIGNED_IN.format(api=rt.settings.api_url))
+        page.set_cookie(CODEC_COOKIE, token, max_age=8 * 3600, httponly=True, secure=True, samesite="none",
+                        path="/codec")
+        return page
+
+    @app.post("/codec/logout", include_in_schema=False)
+    async def codec_logout() -> Response:
+        page = HTMLResponse("<p>Signed out of the codec server.</p>")
+        page.delete_cookie(CODEC_COOKIE, path="/codec", secure=True, httponly=True, samesite="none")
+        return page
 
     @app.options("/codec/{op}", include_in_schema=False)
     async def codec_preflight(op: str, request: Request) -> Response:
@@ -501,6 +530,20 @@ def document_errors(app: FastAPI) -> None:
 
 
 CODEC_DECODE = frozenset({"admin", "auditor"})  # reading order data in clear; operators act, they need not read it
+
+
+CODEC_LOGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>Tongdao codec sign-in</title>
+<h1>Decode payloads in the Temporal Web UI</h1><!--msg-->
+<form method="post" action="/codec/login"><label>API token (admin or auditor):
+<input type="password" name="token" autocomplete="off" required></label> <button>Sign in</button></form>
+<p>The token is kept in an HttpOnly cookie for this API's <code>/codec</code> paths for 8 hours.</p>"""
+
+CODEC_SIGNED_IN = """<!doctype html><meta charset="utf-8"><title>Signed in</title>
+<h1>Signed in to the codec server</h1>
+<p>In the Temporal Web UI, open the codec settings (Data Encoder), set the endpoint to
+<code>{api}/codec</code> and turn on <em>Include cross-origin credentials</em>. Payloads of this hub
+are then shown decrypted to you, and to no one without a token.</p>
+<form method="post" action="/codec/logout"><button>Sign out</button></form>"""
 
 
 def codec_cors(request: Request, origins: set[str]) -> dict[str, str]:

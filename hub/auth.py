@@ -43,11 +43,18 @@ def bearer(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def requires(roles: frozenset[str], store: Callable[[], Store]) -> Callable[[Request], Awaitable[Caller]]:
-    """A FastAPI dependency admitting callers whose token has one of ``roles``."""
+CODEC_COOKIE = "tongdao_codec"
+"""The codec server's sign-in cookie (``/codec/login``): the Temporal Web UI sends no Authorization
+header, only the browser's cookies (its codec setting "include cross-origin credentials")."""
+
+
+def requires(roles: frozenset[str], store: Callable[[], Store],
+             cookie: str | None = None) -> Callable[[Request], Awaitable[Caller]]:
+    """A FastAPI dependency admitting callers whose token has one of ``roles``; with ``cookie``, the
+    token may also come from that cookie (the codec endpoints only)."""
 
     async def check(request: Request) -> Caller:
-        token = bearer(request)
+        token = bearer(request) or (request.cookies.get(cookie) if cookie else None)
         if token is None:
             raise HTTPException(401, "an API token is required (Authorization: Bearer TOKEN)",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -969,6 +969,10 @@ def audit_sku(sku: str, as_json: bool = typer.Option(False, "--json"),
         return
     for data in result["orders"]:
         print(render_text(Timeline.model_validate(data)) + "\n")
+    if result.get("stock"):
+        print(f"stock movements of {sku} (the pool's ledger, oldest first):")
+        for entry in result["stock"]:
+            print(f"  {entry['at'][:23]}  {entry['what']}")
     console.print(f"{result['total']} orders held {sku}" + (f" (first {limit} shown)" if result["truncated"] else ""))
 
 

@@ -46,7 +46,8 @@ class HubRuntime:
         s.ensure_home()
         if s.embedded:
             self.temporal = EmbeddedTemporal(s.temporal_db, port=s.temporal_port, ui_port=s.temporal_ui_port,
-                                             headless=self.headless_ui, namespace=s.temporal_namespace)
+                                             headless=self.headless_ui, namespace=s.temporal_namespace,
+                                             ui_codec_endpoint=f"{s.api_url}/codec" if self.run_api else "")
             await asyncio.to_thread(self.temporal.start)
         # payloads are encrypted with the settings' keyring; loaded now so a bad key fails the start, not an order
         codec = EncryptionCodec(KeySource(s.payload_keys.get_secret_value() if s.payload_keys else None,

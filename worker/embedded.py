@@ -146,6 +146,7 @@ class EmbeddedTemporal:
     headless: bool = False
     namespace: str = "default"
     log_path: Path | None = None
+    ui_codec_endpoint: str = ""  # the hub's codec server: the Web UI decodes payloads for a signed-in user
     process: subprocess.Popen | None = field(default=None, init=False)
     reused: bool = field(default=False, init=False)
 
@@ -166,6 +167,8 @@ class EmbeddedTemporal:
             *search.cli_flags(),
         ]
         cmd += ["--headless"] if self.headless else ["--ui-port", str(self.ui_port)]
+        if self.ui_codec_endpoint and not self.headless:
+            cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         return cmd
 
     @property

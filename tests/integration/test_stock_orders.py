@@ -15,6 +15,7 @@ from test_order_sync import setup_systems
 
 from canonical import hub_code, order_key
 from hub.runtime import HubRuntime
+from workflows.audit.timeline import sku_timelines, timeline_for_key
 from workflows.models import StockRoute
 
 SHOP = "demo-a-{run}"
@@ -76,6 +77,14 @@ async def test_orders_reserve_before_the_wms_and_wait_when_out_of_stock(hub: Hub
         assert (level_c.on_hand, level_c.reserved) == (need[c] + 1, 0)
         assert [e.cause for e in store.stock_ledger(ref=key[c]) if e.cause != "wms_report"] == ["order", "cancellation"]
         assert outcome_of(hub, key[a]) == "shipped"
+
+        # the auditor's timelines carry the stock movements: the order's, and the SKU's whole ledger
+        timeline = await timeline_for_key(hub.client, store, key[a])
+        causes = [e.outcome for e in timeline.entries if e.kind == "stock"]
+        assert "order" in causes and "shipment" in causes
+        by_sku = await sku_timelines(hub.client, store, sku_c)
+        assert [m["outcome"] for m in by_sku["stock"]][:1] == ["receipt"]
+        assert {"order", "cancellation"} <= {m["outcome"] for m in by_sku["stock"]}
     finally:
         await wms.aclose()
         systems.stop()

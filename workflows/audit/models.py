@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 EntryKind = Literal["workflow", "signal", "step", "call", "stage", "attribute", "version", "decision", "task",
-                    "quarantine", "document"]
+                    "quarantine", "document", "stock"]
 
 
 class TimelineEntry(BaseModel):

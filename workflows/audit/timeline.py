@@ -132,10 +132,29 @@ def store_entries(store: Store, order_key: str, order: dict[str, Any] | None, ex
                                      details=redact({"id": t.id, "kind": t.kind, "ref": t.ref, "role": t.role,
                                                      "details": t.details})))
         if t.status == "done":
+            decision = (t.details or {}).get("decision") or {}
+            said = (f": {decision.get('action')} as {decision.get('role') or '-'}, "
+                    f"\"{scrub_text(str(decision.get('comment') or ''))[:120]}\"") if decision else ""
             entries.append(TimelineEntry(at=t.updated_at, kind="decision", actor=t.closed_by, outcome="closed",
-                                         what=f"task #{t.id} closed by {t.closed_by or '?'}",
-                                         details={"id": t.id, "kind": t.kind}))
+                                         what=f"task #{t.id} closed by {t.closed_by or '?'}{said}",
+                                         details={"id": t.id, "kind": t.kind, **({"decision": decision}
+                                                                                 if decision else {})}))
+    for m in store.stock_ledger(ref=order_key, limit=500):
+        entries.append(stock_entry(m))
     return entries
+
+
+def stock_entry(m: Any) -> TimelineEntry:
+    """One stock movement of the pool's ledger (cause, units, the figures after it)."""
+    moved = ", ".join(part for part in (f"on hand {m.on_hand_delta:+d}" if m.on_hand_delta else "",
+                                        f"reserved {m.reserved_delta:+d}" if m.reserved_delta else "") if part)
+    return TimelineEntry(at=m.at, kind="stock", outcome=m.cause, key=m.ref, target=m.warehouse,
+                         what=f"stock {m.cause}: {m.sku} in {m.warehouse} {moved or 'noted'} → on hand "
+                              f"{m.on_hand_after}, reserved {m.reserved_after}" + (f" ({m.note})" if m.note else ""),
+                         details={"sku": m.sku, "warehouse": m.warehouse, "cause": m.cause, "ref": m.ref,
+                                  "on_hand_delta": m.on_hand_delta, "reserved_delta": m.reserved_delta,
+                                  "on_hand_after": m.on_hand_after, "reserved_after": m.reserved_after,
+                                  "batch": m.batch_code, "ledger_id": m.id})
 
 
 def split_key(key: str) -> tuple[str, str, str]:
@@ -225,8 +244,10 @@ async def sku_timelines(client: Client | None, store: Store, sku: str, task_queu
             orders.append(await timeline_for_key(client, store, key))
         except LookupError:
             continue
+    movements = await asyncio.to_thread(store.stock_ledger, sku, 500)
     return {"sku": sku, "total": len(keys), "truncated": len(keys) > limit,
-            "orders": [t.model_dump(mode="json") for t in orders]}
+            "orders": [t.model_dump(mode="json") for t in orders],
+            "stock": [stock_entry(m).model_dump(mode="json") for m in movements]}
 
 
 # -- text --------------------------------------------------------------------------------------------
