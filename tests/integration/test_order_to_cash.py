@@ -14,7 +14,7 @@ from conftest import api_client
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from test_order_lifecycle import outcome_of, pull, wait_outcome
-from test_order_sync import setup_systems, wait_for
+from test_order_sync import record_histories, setup_systems, wait_for
 
 from canonical import hub_code, order_key
 from connectors.beancount import check_ledger
@@ -127,6 +127,9 @@ async def test_rules_people_outbound_vouchers_and_notifications(hub: HubRuntime,
         assert f"{code[rejected]}-SHIP" not in ledger.read_text()
         assert check_ledger(ledger) == []
         assert outcome_of(hub, key[plain]) == "shipped"
+        await record_histories(hub, {"order_lifecycle_o2c_approved": f"order:{key[big]}",
+                                     "order_lifecycle_o2c_rejected": f"order:{key[rejected]}",
+                                     "order_lifecycle_o2c_edited": f"order:{key[edited]}"})
     finally:
         await asyncio.sleep(0)
         robot_server.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from test_order_lifecycle import outcome_of, pull, wait_outcome
-from test_order_sync import setup_systems
+from test_order_sync import record_histories, setup_systems
 
 from canonical import hub_code, order_key
 from hub.runtime import HubRuntime
@@ -82,6 +82,8 @@ async def test_orders_reserve_before_the_wms_and_wait_when_out_of_stock(hub: Hub
         timeline = await timeline_for_key(hub.client, store, key[a])
         causes = [e.outcome for e in timeline.entries if e.kind == "stock"]
         assert "order" in causes and "shipment" in causes
+        await record_histories(hub, {"order_lifecycle_stock_out_of_stock": f"order:{key[b]}",
+                                     "order_lifecycle_stock_cancelled": f"order:{key[c]}"})
         by_sku = await sku_timelines(hub.client, store, sku_c)
         assert [m["outcome"] for m in by_sku["stock"]][:1] == ["receipt"]
         assert {"order", "cancellation"} <= {m["outcome"] for m in by_sku["stock"]}

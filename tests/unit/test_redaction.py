@@ -228,11 +228,14 @@ async def test_demo_logs_hold_no_phone_and_no_secret(tmp_path: Path, monkeypatch
     assert not leaked, f"found in the logs: {leaked}"
     # nor at rest: the Temporal database (payloads encrypted), the hub store (personal fields and
     # secrets sealed) and every other file of the state directory
-    stored = b"".join(p.read_bytes() for p in settings.home.iterdir() if p.is_file())
+    stored = b"".join(p.read_bytes() for p in settings.home.rglob("*") if p.is_file())  # the ledger too
     at_rest = sorted(value for value in phones | secrets if value.encode() in stored)
     assert not at_rest, f"found in the state directory: {at_rest}"
 
     modes = {p.name: p.stat().st_mode & 0o777 for p in settings.home.iterdir()}
     assert settings.home.stat().st_mode & 0o777 == 0o700
     assert {"tongdao.db", "secret.key", "temporal.db", "temporal.log"} <= set(modes)  # temporal.json: gone at stop
-    assert {name: mode for name, mode in modes.items() if mode != 0o600} == {}
+    assert {name: mode for name, mode in modes.items()
+            if mode != (0o700 if (settings.home / name).is_dir() else 0o600)} == {}
+    ledger_files = list((settings.home / "ledger").glob("*.beancount"))
+    assert ledger_files and all(p.stat().st_mode & 0o777 == 0o600 for p in ledger_files)

@@ -136,7 +136,7 @@ def test_commission_rounds_half_up_to_cents() -> None:
 def test_many_amounts_channels_and_weights_always_balance() -> None:
     rng = random.Random(20261111)
     channels = sorted(FEES.channels)
-    carriers = sorted(FEES.carriers)
+    carriers = sorted(c for c in FEES.carriers if FEES.carrier_currency(c) == "CNY")  # the orders here are CNY
     provinces = ["浙江省", "新疆维吾尔自治区", "西藏自治区", "内蒙古自治区", "广东省", ""]
     for i in range(600):
         cents = rng.choice([0, 1, 5, 10, 15, 99, 100, 995, rng.randrange(0, 10**7), rng.randrange(0, 10**11)])
