@@ -12,7 +12,7 @@ from typing import Final
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 from worker.codec import EncryptionCodec
 
@@ -30,7 +30,10 @@ def data_converter(codec: PayloadCodec | None) -> DataConverter:
     """The pydantic converter, with ``codec`` on the payloads (None: clear payloads, e.g. to inspect raw history)."""
     if codec is None:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    # failures' messages and stack traces travel as an encoded payload too: an error that quotes a
+    # value (a platform's answer, a quarantine reason) is as encrypted in the history as the data
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 async def connect(address: str, namespace: str = "default", wait_s: float = 30.0,

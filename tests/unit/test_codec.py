@@ -266,3 +266,19 @@ def test_cors_only_for_the_web_ui_origin(api: Any) -> None:
     assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == ui
     other = post(api, "decode", [], "auditor", Origin="https://evil.example")
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_failure_messages_are_encrypted_like_payloads() -> None:
+    """An error quoting a value (a platform's answer, a quarantine reason) is in the history only as
+    ciphertext: the hub's converter moves message and stack trace into an encoded payload."""
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    converter = data_converter(codec(f"a:{KEY_A}"))
+    failure = Failure()
+    await converter.encode_failure(ApplicationError("refused: receiver 13812345678 at 文一西路 969 号"), failure)
+    raw = failure.SerializeToString()
+    assert failure.message == "Encoded failure"
+    assert b"13812345678" not in raw and "文一西路".encode() not in raw
+    back = await converter.decode_failure(failure)
+    assert "13812345678" in str(back)

@@ -121,11 +121,24 @@ def _first(values: Any) -> Any:
     return values[0] if isinstance(values, list) and values else None
 
 
+def _encoded_message(failure: dict[str, Any]) -> str:
+    """The real message of a failure whose attributes were encoded (the hub's data converter moves
+    message and stack trace into an encrypted payload; the history read here is already decoded)."""
+    encoded = failure.get("encodedAttributes")
+    if not isinstance(encoded, dict) or not encoded.get("data"):
+        return ""
+    try:
+        attributes = json.loads(base64.b64decode(encoded["data"]))
+    except (ValueError, TypeError):
+        return ""
+    return str(attributes.get("message", "")) if isinstance(attributes, dict) else ""
+
+
 def _failure_text(failure: Any) -> str:
     """A failure's message with its causes (Temporal wraps the activity's error), scrubbed."""
     parts: list[str] = []
     while isinstance(failure, dict) and len(parts) < 4:
-        message = str(failure.get("message", "")).strip()
+        message = str(_encoded_message(failure) or failure.get("message", "")).strip()
         info = failure.get("applicationFailureInfo") or {}
         kind = info.get("type", "") if isinstance(info, dict) else ""
         text = f"{kind}: {message}" if kind and message else message or kind
