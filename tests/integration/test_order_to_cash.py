@@ -30,7 +30,7 @@ SHOP = "demo-a-{run}"
 TOKEN, SECRET = "robot-token-0001", "SEC0123456789abcdef"
 
 
-def rule_set(approve: str, review: list[str]) -> dict:
+def rule_set(approve: str, review: list[str], elsewhere: str = "") -> dict:
     return {
         "name": "o2c-test",
         "sections": {
@@ -39,11 +39,14 @@ def rule_set(approve: str, review: list[str]) -> dict:
             "approval": [{"name": "big", "when": f"order.external_id == '{approve}'",
                           "action": {"approve": {"role": "director", "within": "4s", "escalate_to": "cfo",
                                                  "remind_after": "1s"}}}],
-            "routing": [{"name": "east", "when": "true", "action": {"carrier": "ZTO"}}],
+            "routing": [{"name": "second-warehouse", "when": f"order.external_id == '{elsewhere}'",
+                         "action": {"warehouse": "wms-b"}},
+                        {"name": "east", "when": "true", "action": {"carrier": "ZTO"}}],
             "promotions": [{"name": "sample", "when": "order.total >= 0",
                             "action": {"gift": {"sku": "TD-SKU-0009", "quantity": 1, "title": "sample"}}}],
         },
         "carriers": [{"code": "ZTO", "base": 5, "per_kg": 1}, {"code": "SF", "base": 12, "per_kg": 2}],
+        "warehouses": {"wms-b": {}},
     }
 
 
@@ -62,7 +65,10 @@ async def test_rules_people_outbound_vouchers_and_notifications(hub: HubRuntime,
                                  secrets={"access_token": TOKEN, "secret": SECRET}), "t")
     try:
         plain, big, rejected, edited = (tb.make_trade(shop, lines=1) for _ in range(4))
-        rules = parse_rule_set(rule_set(str(big), [str(rejected), str(edited)]))
+        rules = parse_rule_set(rule_set(str(big), [str(rejected), str(edited)], elsewhere=str(plain)))
+        # a second warehouse: a WMS connector of its own (here on the same simulated WMS)
+        (wms_reg,) = [r for r in systems.registrations(run) if r.name == "demo-wms"]
+        register(store, wms_reg.model_copy(update={"name": "wms-b"}), "t")
         store.save_rule_set(rules.name, rules.version(), rules.model_dump(mode="json"), "test")
         route.cash = CashRoute(ruleset=rules.name, notify=["robot"], outbound="demo-erp", vouchers=["ledger"])
         key = {t: order_key("taobao", shop, str(t)) for t in (plain, big, rejected, edited)}
@@ -83,6 +89,8 @@ async def test_rules_people_outbound_vouchers_and_notifications(hub: HubRuntime,
         assert any(o["FSrcBillNo"] == code[plain] for o in erp.outbounds().values())
         await wait_for(lambda: bool(robot.received(text_contains=str(plain))), timeout=20)
         assert store.get_order(key[plain]).ruleset_version == f"{rules.name}@{rules.version()}"
+        assert store.get_order(key[plain]).wms_connector == "wms-b"  # routed to the other warehouse
+        assert store.get_order(key[big]).wms_connector in (None, "", "demo-wms")
 
         # the approval: a reminder after 1 s, escalated to the CFO after 4 s, then approved
         await wait_for(lambda: bool(robot.received(title_contains="reminder")), timeout=20)

@@ -54,9 +54,19 @@ class DecisionActivities:
         outcome = evaluate(rules, order, velocity=velocity, stock=stock, now=now)
         self.store.upsert_order(order.key, ruleset_version=f"{outcome.ruleset}@{outcome.version}")
         decision = decision_of(outcome)
+        if decision.warehouse and self._is_wms(decision.warehouse):
+            decision.wms = decision.warehouse
         log.info("rules.evaluated", order_key=order.key, ruleset=outcome.ruleset, version=outcome.version,
                  fired=decision.fired, review=bool(decision.review), approval=bool(decision.approval))
         return decision
+
+    def _is_wms(self, name: str) -> bool:
+        """Is ``name`` a registered connector that creates outbound orders (a warehouse of its own)?"""
+        from connectors import load_kinds
+
+        row = self.store.get_connector(name)
+        cls = load_kinds().get(row.kind) if row is not None else None
+        return cls is not None and "outbound_orders" in cls.capabilities
 
     @activity.defn(name="record_decision")
     async def record_decision(self, inp: DecisionRecord) -> list[int]:

@@ -35,6 +35,7 @@ class RuleDecision(BaseModel):
     review: list[str] = Field(default_factory=list)
     approval: ApprovalNeed | None = None
     warehouse: str = ""
+    wms: str = Field("", description="the warehouse named is a registered WMS connector: the order goes there")
     carrier: str = ""
     gifts: list[GiftLine] = Field(default_factory=list)
     merge_key: str = ""

@@ -53,7 +53,7 @@ class CashSteps:
         if cash is None or not cash.ruleset or not workflow.patched("order-to-cash"):
             return "go"
         if self._st.decided_for == facts.fingerprint and self._rules is not None:
-            self._apply_route(inp.route, self._rules, None)
+            self._apply_route(inp.route, self._rules, self._decision)
             return "go"
         try:
             rules = await workflow.execute_activity_method(
@@ -146,7 +146,12 @@ class CashSteps:
         WMS document through the route's context."""
         warehouse = (decision.warehouse if decision is not None and decision.warehouse else rules.warehouse)
         carrier = (decision.carrier if decision is not None and decision.carrier else rules.carrier)
-        if warehouse:
+        if warehouse and warehouse == rules.wms:
+            # the warehouse is a WMS of its own: the order goes there, and reserves from its stock
+            route.wms = warehouse
+            if route.stock is not None:
+                route.stock = route.stock.model_copy(update={"warehouse": warehouse})
+        elif warehouse:
             route.context["warehouse_code"] = warehouse
         if carrier:
             route.context["carrier_code"] = carrier
