@@ -240,6 +240,11 @@ class Store(LifecycleQueries, AccessQueries, AuditQueries, PersonalDataQueries, 
             rows = list(s.scalars(select(OrderRow).filter_by(external_id=external_id)))
         return [self._opened_order(row, reveal) for row in rows]  # type: ignore[misc]
 
+    def orders_with_outcome(self, outcomes: tuple[str, ...]) -> list[OrderRow]:
+        """Orders whose recorded outcome is one of ``outcomes`` (personal fields left sealed)."""
+        with self.session() as s:
+            return list(s.scalars(select(OrderRow).where(OrderRow.outcome.in_(outcomes))))
+
     def count_orders_by_stage(self) -> dict[str, int]:
         with self.session() as s:
             return dict(s.execute(select(OrderRow.stage, func.count()).group_by(OrderRow.stage)).all())  # type: ignore[arg-type]
