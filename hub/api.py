@@ -395,13 +395,13 @@ def create_app(rt: HubRuntime) -> FastAPI:
     codec_roles = {"decode": requires(CODEC_DECODE, store, cookie=CODEC_COOKIE),
                    "encode": requires(OPERATE, store, cookie=CODEC_COOKIE)}
 
-    @app.get("/codec/login", include_in_schema=False)
+    @app.get("/codec-login", include_in_schema=False)
     async def codec_login_form() -> Response:
         """A sign-in page for the Temporal Web UI's users: the token goes into an HttpOnly cookie
         that the UI's codec requests carry (no token in a URL, none readable by page scripts)."""
         return HTMLResponse(CODEC_LOGIN_PAGE)
 
-    @app.post("/codec/login", include_in_schema=False)
+    @app.post("/codec-login", include_in_schema=False)
     async def codec_login(request: Request) -> Response:
         form = await request.body()
         token = parse_qs(form.decode("utf-8", "replace")).get("token", [""])[0].strip()
@@ -416,7 +416,7 @@ def create_app(rt: HubRuntime) -> FastAPI:
                         path="/codec")
         return page
 
-    @app.post("/codec/logout", include_in_schema=False)
+    @app.post("/codec-logout", include_in_schema=False)
     async def codec_logout() -> Response:
         page = HTMLResponse("<p>Signed out of the codec server.</p>")
         page.delete_cookie(CODEC_COOKIE, path="/codec", secure=True, httponly=True, samesite="none")
@@ -534,7 +534,7 @@ CODEC_DECODE = frozenset({"admin", "auditor"})  # reading order data in clear; o
 
 CODEC_LOGIN_PAGE = """<!doctype html><meta charset="utf-8"><title>Tongdao codec sign-in</title>
 <h1>Decode payloads in the Temporal Web UI</h1><!--msg-->
-<form method="post" action="/codec/login"><label>API token (admin or auditor):
+<form method="post" action="/codec-login"><label>API token (admin or auditor):
 <input type="password" name="token" autocomplete="off" required></label> <button>Sign in</button></form>
 <p>The token is kept in an HttpOnly cookie for this API's <code>/codec</code> paths for 8 hours.</p>"""
 
@@ -543,7 +543,7 @@ CODEC_SIGNED_IN = """<!doctype html><meta charset="utf-8"><title>Signed in</titl
 <p>In the Temporal Web UI, open the codec settings (Data Encoder), set the endpoint to
 <code>{api}/codec</code> and turn on <em>Include cross-origin credentials</em>. Payloads of this hub
 are then shown decrypted to you, and to no one without a token.</p>
-<form method="post" action="/codec/logout"><button>Sign out</button></form>"""
+<form method="post" action="/codec-logout"><button>Sign out</button></form>"""
 
 
 def codec_cors(request: Request, origins: set[str]) -> dict[str, str]:

@@ -149,3 +149,36 @@ def test_durations_in_rule_sets_read_as_durations() -> None:
     rules = parse_rule_set(rule_set("1", ["2"]))
     approval = rules.sections.approval[0].action.approve
     assert approval is not None and approval.within == timedelta(seconds=4)
+
+
+async def test_a_cancellation_after_the_voucher_books_its_reversal(hub: HubRuntime, tmp_path) -> None:  # noqa: ANN001
+    """Split parcels: the first package ships (voucher posted), then the buyer cancels: an after-sales
+    case, and the reversal voucher in the ledger; bean-check still accepts it."""
+    run = "o2c-rev"
+    systems, route = setup_systems(hub, orders=0, run_id=run, malformed_per_shop=0)
+    tb, wms = systems.taobao, systems.wms
+    store = hub.store
+    assert store
+    shop = SHOP.format(run=run)
+    ledger = tmp_path / "ledger" / "rev.beancount"
+    register(store, Registration(name="ledger", kind="beancount", settings={"path": str(ledger)}, secrets={}), "t")
+    route.cash = CashRoute(vouchers=["ledger"])
+    try:
+        wms.split_packages = 1.0
+        tid = tb.make_trade(shop, lines=2)
+        key = order_key("taobao", shop, str(tid))
+        code = hub_code(key)
+        wms.hold(code)
+        await pull(hub, route, f"{run}-1")
+        await wait_outcome(hub, key, "released")
+        assert await wms.ship(code)  # the first of two packages leaves
+        await wait_for(lambda: ledger.exists() and f'"{code}-SHIP"' in ledger.read_text(), timeout=30)
+        tb.refund_all(tid)
+        await pull(hub, route, f"{run}-2")
+        await wait_outcome(hub, key, "after_sales")
+        await wait_for(lambda: f'"{code}-SHIP-REV"' in ledger.read_text(), timeout=30)
+        assert ledger.read_text().count(f'voucher: "{code}-SHIP"') == 1
+        assert check_ledger(ledger) == []
+    finally:
+        await wms.aclose()
+        systems.stop()

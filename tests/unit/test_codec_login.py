@@ -25,13 +25,13 @@ def make(tmp_path: Path) -> tuple[TestClient, dict[str, str]]:
 
 def test_an_auditor_signs_in_and_the_cookie_carries_the_codec_calls(tmp_path: Path) -> None:
     client, tokens = make(tmp_path)
-    page = client.get("/codec/login")
+    page = client.get("/codec-login")
     assert page.status_code == 200 and 'type="password"' in page.text
-    refused = client.post("/codec/login", data={"token": tokens["operator"]})
+    refused = client.post("/codec-login", data={"token": tokens["operator"]})
     assert refused.status_code == 401 and "tongdao_codec" not in refused.headers.get("set-cookie", "")
-    assert client.post("/codec/login", data={"token": "nope"}).status_code == 401
+    assert client.post("/codec-login", data={"token": "nope"}).status_code == 401
 
-    signed = client.post("/codec/login", data={"token": tokens["auditor"]})
+    signed = client.post("/codec-login", data={"token": tokens["auditor"]})
     assert signed.status_code == 200 and "/codec" in signed.text
     cookie = signed.headers["set-cookie"]
     for attribute in ("HttpOnly", "Secure", "SameSite=none", "Path=/codec"):
@@ -44,6 +44,6 @@ def test_an_auditor_signs_in_and_the_cookie_carries_the_codec_calls(tmp_path: Pa
     # an operator may encode but not read: the cookie of an auditor does not encode
     assert client.post("/codec/encode", json={"payloads": []}, headers={"Origin": UI}).status_code == 403
 
-    client.post("/codec/logout")
+    client.post("/codec-logout")
     client.cookies.clear()
     assert client.post("/codec/decode", json={"payloads": []}, headers={"Origin": UI}).status_code == 401
