@@ -74,7 +74,11 @@ class DemoStock:
 
     async def settle(self, rt: HubRuntime, timeout_s: float = 30.0) -> dict[str, Any]:
         """Wait (bounded) until the channels show what the pool gives; the figures of the run."""
-        assert rt.store
+        assert rt.store and rt.pool
+        # what the periodic reconciliation does: a parcel the WMS shipped while the hub was not told
+        # (the late-cancellation story) is corrected from the WMS's count, and reported
+        report = await reconcile(rt.store, rt.pool, skus=SKUS, fix=True)
+        self.corrected = [f"{d.sku} {d.where}: {d.hub} -> {d.outside}" for d in report.drift]
         deadline = time.monotonic() + timeout_s
         off, drift = await asyncio.to_thread(self._check, rt)
         while (off or drift) and time.monotonic() < deadline:
@@ -94,6 +98,7 @@ class DemoStock:
             "sample": {"sku": sample_sku, "shown": {c: [self.before.get(c, {}).get(sample_sku), after[c][sample_sku]]
                                                     for c in after}},
             "reserved_open": reserved_open,
+            "reconciled": getattr(self, "corrected", []),
             "consistent": not off,
             "pool_matches_wms": not drift,
             "problems": (off + drift)[:10],
