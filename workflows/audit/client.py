@@ -13,14 +13,7 @@ from typing import Any
 import structlog
 from temporalio.client import (
     Client,
-    Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleState,
 )
 from temporalio.service import RPCError
 
@@ -31,6 +24,7 @@ from workflows.audit.specs import record_specs
 from workflows.audit.timeline import live_runs, timeline_for_key
 from workflows.audit.workflow import AuditArchiverWorkflow
 from workflows.order import order_workflow_id
+from workflows.schedules import ensure_interval_schedule
 
 log = structlog.get_logger("tongdao.audit")
 
@@ -56,29 +50,9 @@ def archive_interval() -> timedelta | None:
 async def ensure_archiver(client: Client, task_queue: str, every: timedelta | None) -> str | None:
     """Create (or replace, when its interval changed) the archiver's schedule; delete it when off."""
     sid = archiver_schedule_id(task_queue)
-    handle = client.get_schedule_handle(sid)
-    try:
-        current = (await handle.describe()).schedule.state.note
-    except RPCError:
-        current = None
-    note = f"audit archiver every {every.total_seconds():g}s" if every else ""
-    if current is not None and current == note:
-        return sid
-    if current is not None:
-        await handle.delete()
-    if every is None:
-        return None
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(AuditArchiverWorkflow.run, ArchiverInput(task_queue=task_queue), id=sid,
-                                           task_queue=task_queue, execution_timeout=timedelta(minutes=15)),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=note))
-    try:
-        await client.create_schedule(sid, schedule)
-    except ScheduleAlreadyRunningError:  # another worker of this hub created it at the same moment
-        pass
-    return sid
+    return await ensure_interval_schedule(client, sid, every, "audit archiver", ScheduleActionStartWorkflow(
+        AuditArchiverWorkflow.run, ArchiverInput(task_queue=task_queue), id=sid, task_queue=task_queue,
+        execution_timeout=timedelta(minutes=15)))
 
 
 async def start_audit(client: Client, store: Store, task_queue: str) -> str | None:

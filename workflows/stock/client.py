@@ -11,20 +11,14 @@ from typing import Any
 import structlog
 from temporalio.client import (
     Client,
-    Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleState,
 )
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from canonical import base_code
+from workflows.schedules import ensure_interval_schedule
 from workflows.stock.models import PumpSetup
 
 log = structlog.get_logger("tongdao.stock")
@@ -52,11 +46,6 @@ async def ensure_pump(client: Client, task_queue: str, refresh: bool = False) ->
     except WorkflowAlreadyStartedError:
         pass
     _RUNNING.add(key)
-
-
-async def notify_changed(client: Client, task_queue: str, skus: list[str] | None = None) -> None:
-    """Changes reach the channels through the store's outbox; this only makes sure the pump runs."""
-    await ensure_pump(client, task_queue)
 
 
 # Qimen order types (taobao.qimen.stockchange.report, orderType)
@@ -138,36 +127,15 @@ async def ensure_reconciler(client: Client, task_queue: str, every: timedelta | 
     from workflows.stock.workflow import StockReconcileWorkflow
 
     sid = f"stock-reconcile:{task_queue}"
-    handle = client.get_schedule_handle(sid)
-    try:
-        current = (await handle.describe()).schedule.state.note
-    except RPCError:
-        current = None
-    note = f"stock reconciliation every {every.total_seconds():g}s" if every else ""
-    if current is not None and current == note:
-        return sid
-    if current is not None:
-        await handle.delete()
-    if every is None:
-        return None
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(StockReconcileWorkflow.run, id=sid, task_queue=task_queue,
-                                           execution_timeout=timedelta(minutes=30)),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-        state=ScheduleState(note=note))
-    try:
-        await client.create_schedule(sid, schedule)
-    except ScheduleAlreadyRunningError:
-        pass
-    return sid
+    return await ensure_interval_schedule(client, sid, every, "stock reconciliation", ScheduleActionStartWorkflow(
+        StockReconcileWorkflow.run, id=sid, task_queue=task_queue, execution_timeout=timedelta(minutes=30)))
 
 
 async def start_stock(client: Client, store: Any, task_queue: str) -> str | None:
     """At hub start: the reconciliation schedule when a flow has a stock block (never fatal)."""
     from workflows.stock.propagate import stock_configs
 
-    configs = await asyncio.to_thread(stock_configs, store, True)
+    configs = await asyncio.to_thread(stock_configs, store)
     await _retire_stock_sync(client, task_queue)
     try:
         if configs:

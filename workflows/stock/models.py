@@ -40,16 +40,6 @@ class ShipInput(BaseModel):
     lines: dict[str, int]
 
 
-class SyncInput(BaseModel):
-    sku: str
-    pushes: int = Field(0, description="pushes made by earlier runs (carried over a continue-as-new)")
-
-
-class ChannelInput(BaseModel):
-    sku: str
-    channel: str
-
-
 class ChannelPush(BaseModel):
     """One channel after a propagation: the quantity computed and whether it was written now."""
 

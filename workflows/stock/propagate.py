@@ -21,7 +21,7 @@ from workflows.stock.policy import Explanation, FlowStock, explain, free_units
 
 log = structlog.get_logger("tongdao.stock")
 
-def stock_configs(store: Any, fresh: bool = True) -> list[tuple[str, FlowStock]]:
+def stock_configs(store: Any) -> list[tuple[str, FlowStock]]:
     """(flow name, stock block) of every flow that has one, in name order. Read each time (one
     small query): a flow saved a moment ago governs the very next push."""
     configs = []
@@ -41,11 +41,11 @@ def channel_targets(configs: list[tuple[str, FlowStock]]) -> dict[str, FlowStock
     return out
 
 
-def explain_sku(store: Any, sku: str, fresh: bool = True) -> list[Explanation]:
+def explain_sku(store: Any, sku: str) -> list[Explanation]:
     """How every channel's quantity of ``sku`` is computed now."""
     free = free_units(store.stock_levels(sku))
     return [explain(channel, sku, block.policy.rule(channel, sku), _eligible(free, block, channel, sku))
-            for channel, block in channel_targets(stock_configs(store, fresh=fresh)).items()]
+            for channel, block in channel_targets(stock_configs(store)).items()]
 
 
 def _eligible(free: dict[str, int], block: FlowStock, channel: str, sku: str) -> dict[str, int]:

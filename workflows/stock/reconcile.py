@@ -49,7 +49,7 @@ class ReconcileReport(BaseModel):
 
 async def reconcile(store: Any, pool: Any, *, skus: list[str] | None = None, fix: bool = True) -> ReconcileReport:
     """Compare, correct (``fix``) and report. ``skus``: these only (default: every SKU the pool knows)."""
-    configs = await asyncio.to_thread(stock_configs, store, True)
+    configs = await asyncio.to_thread(stock_configs, store)
     targets = channel_targets(configs)
     warehouses = sorted({block.warehouse for _, block in configs}
                         | {w for _, block in configs for rule in block.policy.channels.values()
