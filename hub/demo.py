@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,18 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
         deadline = time.monotonic() + timeout_s
         good = await _wait_until_done(systems, rt, run_id, timeout_s, show_progress, console)
         if stories is not None:
-            await _live_the_stories(stories, ops, flow.name, deadline, console)
+            malformed = systems.figures()["orders_malformed"]
+
+            def hub_caught_up() -> bool:
+                """The hub's side of the stories: an after-sales task per late cancellation, and no
+                quarantine left beside the malformed orders (a refused write-back clears once the
+                refund is pulled)."""
+                assert rt.store is not None
+                tasks = [t for t in rt.store.list_tasks() if f"-{run_id}:" in t.order_key and t.kind == "after_sales"]
+                parked = [q for q in rt.store.list_quarantine("open") if f"-{run_id}:" in q.order_key]
+                return len(tasks) >= stories.figures()["after_sales"] and len(parked) <= malformed
+
+            await _live_the_stories(stories, ops, flow.name, deadline, console, hub_caught_up)
         await asyncio.sleep(1.0)  # let late duplicates (if any) land before counting
         stock_figures = await stock.settle(rt)
         figures = systems.figures()
@@ -271,16 +283,25 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
             summary["lifecycle_violations"] = violations
             summary["after_sales_tasks"] = len([t for t in rt.store.list_tasks() if f"-{run_id}:" in t.order_key
                                                 and t.kind == "after_sales"])
-        summary["ok"] = (
-            figures["wms_outbound_orders"] == good and figures["erp_sales_orders"] == good
-            and figures["tracking_written_back"] == good and figures["wms_duplicates"] == 0
-            and figures["erp_duplicates"] == 0 and quarantined == figures["orders_malformed"]
-            and stock_figures["consistent"] and stock_figures["pool_matches_wms"]
-            and not cash_figures["bean_check_errors"] and cash_figures["shipped_without_voucher"] == 0
-            and cash_figures["approved_via_api"] >= cash_figures["approvals"]
-            and not violations and (stories is None or (stories.settled()
-                                                         and summary["after_sales_tasks"] == summary["after_sales"]))
-        )
+        checks = {
+            "every good order in the WMS once": figures["wms_outbound_orders"] == good,
+            "every good order in the ERP once": figures["erp_sales_orders"] == good,
+            "every good order's tracking written back": figures["tracking_written_back"] == good,
+            "no duplicates": figures["wms_duplicates"] == 0 and figures["erp_duplicates"] == 0,
+            "only the malformed orders quarantined": quarantined == figures["orders_malformed"],
+            "stock books consistent": bool(stock_figures["consistent"]),
+            "pool matches the WMS": bool(stock_figures["pool_matches_wms"]),
+            "ledger passes bean-check": not cash_figures["bean_check_errors"],
+            "a voucher for every shipped order": cash_figures["shipped_without_voucher"] == 0,
+            "approvals answered through the API": cash_figures["approved_via_api"] >= cash_figures["approvals"],
+            "order-life stories settled": not violations and (
+                stories is None or (stories.settled() and summary["after_sales_tasks"] == summary["after_sales"])),
+        }
+        summary["ok"] = all(checks.values())
+        summary["failed_checks"] = [name for name, passed in checks.items() if not passed]
+        if not checks["only the malformed orders quarantined"]:
+            summary["quarantine_reasons"] = [f"{q.order_key} [{q.stage}] {q.reason}"[:400]
+                                             for q in rt.store.list_quarantine("open") if f"-{run_id}:" in q.order_key]
         _print_summary(console, summary, systems, settings)
         return summary
     finally:
@@ -294,8 +315,10 @@ async def run_demo(settings: Settings, *, orders: int = 200, seed: int | None = 
 
 
 async def _live_the_stories(stories: LifeStories, ops: FlowOps, flow: str, deadline: float,
-                            console: Console) -> None:
-    """Once the hub released the held stories, the platform side happens; pull until they settle."""
+                            console: Console, hub_caught_up: Callable[[], bool]) -> None:
+    """Once the hub released the held stories, the platform side happens; pull until they settle
+    on the platforms' side and the hub has caught up with them (under chaos a pull is retried for
+    seconds, so the platforms can be settled well before the hub heard of it)."""
     while time.monotonic() < deadline:
         if stories.released():
             break
@@ -304,7 +327,7 @@ async def _live_the_stories(stories: LifeStories, ops: FlowOps, flow: str, deadl
     await stories.happen()
     await asyncio.sleep(6.0)  # past the ingest lag
     last_pull = 0.0
-    while not stories.settled() and time.monotonic() < deadline:
+    while not (stories.settled() and await asyncio.to_thread(hub_caught_up)) and time.monotonic() < deadline:
         if time.monotonic() - last_pull > 10:
             with contextlib.suppress(Exception):
                 await ops.run_now(flow)
@@ -351,6 +374,10 @@ def _print_summary(console: Console, s: dict[str, Any], systems: DemoSystems, se
         f"{s['tracking_written_back']} tracking numbers written back; {s['quarantined']} quarantined; "
         f"{s['elapsed_s']} s."
     )
+    for name in s.get("failed_checks", []):
+        console.print(f"[red]  not so: {name}[/red]")
+    for reason in s.get("quarantine_reasons", []):
+        console.print(f"  quarantined: {reason}")
     if "lifecycle_orders" in s:
         console.print(
             f"order life ({s['lifecycle_orders']} orders): {s['released']} released, {s['waiting_payment']} waiting "

@@ -303,7 +303,10 @@ class OrderWorkflow(StockSteps, CashSteps):
             self._note(result)
             if not result.ok:
                 # the platform refused the waybill: wait for a replay, or for a new version of the
-                # order that explains it (refunded or closed while the parcel was on its way)
+                # order that explains it (refunded or closed while the parcel was on its way); read
+                # the order again at once rather than wait for the next pull to bring that version
+                if workflow.patched("writeback-refresh") and not self._new_raw:
+                    await self._refresh(inp)
                 await self._wait_for_fix(allow_new_version=True)
                 if self._new_raw:
                     refreshed = await self._prepare(inp, allow_new_version=True)
